@@ -1,0 +1,165 @@
+"""`StarsConfig`: one validated, immutable object per request.
+
+Loaded models are expensive and configurations are cheap: everything that may differ between two
+chains sharing one policy (horizon, acceptance rule, sampling, stop strings, strategy) lives here,
+never in the loaded model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stars_plugins.errors import ConfigError
+
+STRATEGY_NAMES = ("stars", "vanilla", "best_of_n", "cards")
+
+
+class StarsConfig(BaseModel):
+    """Decoding settings for one request (or one chain).
+
+    Invalid values fail at construction with a `ConfigError` naming the field and its allowed range.
+    Use `config.updated(horizon=8)` to derive a validated copy.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    strategy: str = Field("stars", description="Decoding strategy: stars, vanilla, best_of_n or cards.")
+
+    # --- STARS segmentation -------------------------------------------------------------------
+    horizon: int = Field(16, ge=1, le=1024, description="K: tokens per segment (the lockstep heartbeat).")
+    num_candidates: int = Field(
+        1, ge=1, le=64,
+        description="N: candidates sampled in parallel per segment (best_of_n: whole responses).",
+    )
+    max_new_tokens: int = Field(128, ge=1, le=65536, description="Token budget of the response.")
+    max_rejections: int = Field(
+        20, ge=0, le=10000,
+        description="Rejections of one segment after which the best candidate seen is accepted.",
+    )
+
+    # --- adaptive threshold -------------------------------------------------------------------
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the target in the initial threshold.")
+    beta: float = Field(0.7, gt=0.0, le=100.0, description="Temperature of soft acceptance.")
+    acceptance: Literal["soft", "hard"] = Field("soft", description="soft: probabilistic; hard: r >= tau.")
+    target_reward: float | None = Field(
+        None, description="r_target. None: the reward model's default, else calibrated on the first round."
+    )
+    calibration_quantile: float = Field(
+        0.75, ge=0.0, le=1.0, description="Quantile of first-round rewards used when no target is known."
+    )
+
+    # --- sampling -----------------------------------------------------------------------------
+    temperature: float = Field(1.0, ge=0.0, le=100.0, description="0 decodes greedily.")
+    top_k: int = Field(40, ge=0, le=1_000_000, description="Keep the k most likely tokens; 0 keeps all.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass; 1 keeps all.")
+    seed: int | None = Field(None, ge=0, description="Makes sampling and soft acceptance reproducible.")
+
+    # --- prompts and stopping -----------------------------------------------------------------
+    stop: tuple[str, ...] = Field((), description="Stop strings: the text is cut before the first one.")
+    apply_chat_template: bool = Field(True, description="Wrap plain prompts in the policy's chat template.")
+    system_prompt: str | None = Field(None, description="System message used with the chat template.")
+    truncate_prompt: bool = Field(
+        False, description="Keep the last tokens of an over-long prompt instead of raising."
+    )
+
+    # --- CARDS-style uncertainty segmentation (strategy="cards") ------------------------------
+    entropy_threshold: float = Field(
+        3.0, gt=0.0, le=50.0, description="A segment ends when next-token entropy (nats) reaches this."
+    )
+    min_segment_tokens: int = Field(4, ge=1, le=1024, description="Shortest CARDS segment.")
+    max_segment_tokens: int = Field(64, ge=1, le=1024, description="Longest CARDS segment.")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        from stars_plugins.decoding import available_strategies
+
+        names = available_strategies()
+        if value not in names:
+            raise ValueError(f"unknown strategy {value!r}; available: {', '.join(names)}")
+        return value
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_tuple(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return (value,)
+        return tuple(value)
+
+    @field_validator("stop")
+    @classmethod
+    def _non_empty_stops(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(s == "" for s in value):
+            raise ValueError("stop strings must be non-empty")
+        return value
+
+    @field_validator("target_reward")
+    @classmethod
+    def _finite_target(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("target_reward must be a finite number or None")
+        return value
+
+    @model_validator(mode="after")
+    def _segment_bounds(self) -> StarsConfig:
+        if self.min_segment_tokens > self.max_segment_tokens:
+            raise ValueError(
+                f"min_segment_tokens ({self.min_segment_tokens}) must not exceed "
+                f"max_segment_tokens ({self.max_segment_tokens})"
+            )
+        return self
+
+    def updated(self, **changes: Any) -> StarsConfig:
+        """A validated copy with `changes` applied (unlike `model_copy`, which skips validation)."""
+        if not changes:
+            return self
+        return StarsConfig(**{**self.model_dump(), **changes})
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(cls.model_fields)
+
+
+def _bounds(field: str) -> str:
+    info = StarsConfig.model_fields.get(field)
+    if info is None:
+        return ""
+    low = high = None
+    low_op, high_op = "<=", "<="
+    for meta in info.metadata:
+        if getattr(meta, "ge", None) is not None:
+            low = meta.ge
+        if getattr(meta, "gt", None) is not None:
+            low, low_op = meta.gt, "<"
+        if getattr(meta, "le", None) is not None:
+            high = meta.le
+        if getattr(meta, "lt", None) is not None:
+            high, high_op = meta.lt, "<"
+    if low is None and high is None:
+        return ""
+    parts = [f"{low} {low_op} " if low is not None else "", field, f" {high_op} {high}" if high is not None else ""]
+    return " (allowed: " + "".join(parts) + ")"
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "config"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{field}: unknown setting; known settings: {', '.join(StarsConfig.model_fields)}")
+            continue
+        message = err["msg"].removeprefix("Value error, ")
+        shown = f"={err['input']!r}" if "input" in err and err["loc"] else ""
+        lines.append(f"{field}{shown}: {message}{_bounds(field)}")
+    return "invalid StarsConfig: " + "; ".join(lines)

@@ -1,0 +1,207 @@
+"""`LockstepBatch`: rows of one KV cache that advance together, one token column at a time.
+
+Layout (DESIGN.md section 2). Prompts are left-padded and prefilled once with position ids
+`cumsum(mask) - 1`. Every decode step appends one column to the cache for all rows; a row that has
+nothing to say in this step (its segment ended, it hit EOS) writes a column with attention mask 0.
+Each row's next position id is `mask.sum() - 1`, so masked columns ("holes") are invisible to the
+model: they cost memory, never recomputation.
+
+- Rejecting a segment masks its columns in that row and restores the logits saved at the segment's
+  start; nothing before it is re-encoded.
+- Accepting one of N sibling candidates copies the winner's row over its siblings (`index_select`,
+  as beam search reorders caches).
+- Finished rows leave with `keep_rows`; `compact` squeezes holes out when they grow, moving every
+  row's live columns to the right (a left-padded layout again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from stars_plugins.policy.hf import HFPolicy
+
+#: Decides, before a token is sampled, which rows end their segment here: (logits, lengths) -> bool[R].
+BoundaryRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class RoundOutput:
+    """What one round produced: `tokens[r, :lengths[r]]` is row r's new segment."""
+
+    start_column: int
+    tokens: torch.Tensor  # [R, steps] on CPU
+    lengths: torch.Tensor  # [R] on CPU
+    hit_eos: torch.Tensor  # [R] bool on CPU; the EOS token is the segment's last token
+    start_logits: torch.Tensor  # [R, V] next-token logits at the segment start (for rollback)
+
+    def segment(self, row: int) -> list[int]:
+        return self.tokens[row, : int(self.lengths[row])].tolist()
+
+
+class LockstepBatch:
+    def __init__(self, policy: HFPolicy, prompts: Sequence[Sequence[int]], copies: Sequence[int]):
+        """Prefill `prompts` once, then give prompt i `copies[i]` identical rows."""
+        self.policy = policy
+        self.model = policy.model
+        self.device = policy.device
+        self.eos = torch.tensor(policy.eos_token_ids or [-1], device=self.device)
+        self.cache: Any = None
+        self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
+        self.logits = torch.zeros((0, 0), device=self.device)
+        if prompts:
+            self._prefill(prompts, copies)
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def num_rows(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.mask.shape[1])
+
+    @property
+    def hole_fraction(self) -> float:
+        if self.mask.numel() == 0:
+            return 0.0
+        return 1.0 - float(self.mask.sum(1).max()) / self.length
+
+    # ------------------------------------------------------------------ model calls
+    @torch.no_grad()
+    def _prefill(self, prompts: Sequence[Sequence[int]], copies: Sequence[int]) -> None:
+        longest = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), longest), self.policy.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), longest), dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            ids[i, longest - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[i, longest - len(prompt) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        kwargs: dict[str, Any] = {"attention_mask": mask, "use_cache": True}
+        if self.policy.supports_position_ids:
+            kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+        if self.policy.supports_logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(input_ids=ids, **kwargs)
+        self.cache = _returned_cache(out)
+        self.mask = mask
+        self.logits = out.logits[:, -1, :].float()
+        expand = torch.repeat_interleave(
+            torch.arange(len(prompts), device=self.device), torch.tensor(list(copies), device=self.device)
+        )
+        if len(expand) != len(prompts) or bool((expand != torch.arange(len(prompts), device=self.device)).any()):
+            self.select_rows(expand)
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, live: torch.Tensor) -> None:
+        """Feed one token per row; rows where `live` is False write a masked column."""
+        self.mask = torch.cat([self.mask, live.to(self.mask.dtype)[:, None]], dim=1)
+        kwargs: dict[str, Any] = {
+            "attention_mask": self.mask,
+            self.policy.cache_argument: self.cache,
+            "use_cache": True,
+        }
+        if self.policy.supports_position_ids:
+            kwargs["position_ids"] = (self.mask.sum(-1, keepdim=True) - 1).clamp(min=0)
+        out = self.model(input_ids=tokens[:, None], **kwargs)
+        self.cache = _returned_cache(out)
+        # A masked row's output is noise: it keeps the logits of its last real token.
+        self.logits = torch.where(live[:, None], out.logits[:, -1, :].float(), self.logits)
+
+    def run_round(
+        self,
+        budgets: Sequence[int],
+        sampler: Callable[[torch.Tensor], torch.Tensor],
+        boundary: BoundaryRule | None = None,
+        forced: dict[int, Sequence[int]] | None = None,
+    ) -> RoundOutput:
+        """Every row generates up to `budgets[r]` tokens (ending early at EOS or where `boundary`
+        says); rows in `forced` replay the given tokens instead of sampling."""
+        rows = self.num_rows
+        start_column = self.length
+        start_logits = self.logits.clone()
+        budget = torch.tensor(list(budgets), dtype=torch.long, device=self.device)
+        forced = forced or {}
+        steps = int(budget.max()) if rows else 0
+        tokens = torch.full((rows, max(steps, 0)), self.policy.pad_token_id, dtype=torch.long, device=self.device)
+        forced_tokens = tokens.clone()
+        is_forced = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        for row, replay in forced.items():
+            forced_tokens[row, : len(replay)] = torch.tensor(list(replay), dtype=torch.long)
+            is_forced[row] = True
+        lengths = torch.zeros(rows, dtype=torch.long, device=self.device)
+        live = budget > 0
+        hit_eos = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        taken = 0
+        for s in range(steps):
+            if boundary is not None:
+                live &= is_forced | ~boundary(self.logits, lengths)
+            live &= lengths < budget
+            if not bool(live.any()):
+                break
+            chosen = torch.where(is_forced, forced_tokens[:, s], sampler(self.logits))
+            chosen = torch.where(live, chosen, self.policy.pad_token_id)
+            tokens[:, s] = chosen
+            self.step(chosen, live)
+            taken = s + 1
+            lengths += live.long()
+            eos_now = live & ~is_forced & torch.isin(chosen, self.eos)
+            hit_eos |= eos_now
+            live &= ~eos_now
+        return RoundOutput(start_column, tokens[:, :taken].cpu(), lengths.cpu(), hit_eos.cpu(), start_logits)
+
+    # ------------------------------------------------------------------ row bookkeeping
+    def rollback(self, rows: Sequence[int], round_output: RoundOutput) -> None:
+        """Forget the last round's segment in `rows`: mask its columns, restore the start logits."""
+        if not rows:
+            return
+        index = torch.tensor(list(rows), device=self.device)
+        self.mask[index, round_output.start_column :] = 0
+        self.logits[index] = round_output.start_logits[index]
+
+    def select_rows(self, source: torch.Tensor | Sequence[int]) -> None:
+        """Row r becomes a copy of row `source[r]` (copies siblings, drops rows, reorders)."""
+        index = torch.as_tensor(source, dtype=torch.long, device=self.device)
+        self.cache.reorder_cache(index)
+        self.mask = self.mask.index_select(0, index)
+        self.logits = self.logits.index_select(0, index)
+
+    def compact(self, min_holes: int = 32, min_fraction: float = 0.25) -> bool:
+        """Drop masked columns when they make up enough of the cache. Returns whether it did."""
+        live_counts = self.mask.sum(1)
+        new_length = int(live_counts.max()) if self.num_rows else 0
+        holes = self.length - new_length
+        if holes < min_holes or holes < min_fraction * self.length or not self._compactable():
+            return False
+        # A stable sort puts each row's masked columns first and its live columns last, in order.
+        order = torch.argsort(self.mask, dim=1, stable=True)[:, self.length - new_length :]
+        self.mask = self.mask.gather(1, order)
+        for layer in self.cache.layers:
+            if getattr(layer, "keys", None) is None or layer.keys.numel() == 0:
+                continue
+            gather = order[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[-1])
+            layer.keys = layer.keys.gather(2, gather)
+            gather = order[:, None, :, None].expand(-1, layer.values.shape[1], -1, layer.values.shape[-1])
+            layer.values = layer.values.gather(2, gather)
+        return True
+
+    def _compactable(self) -> bool:
+        from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+        layers = getattr(self.cache, "layers", None)
+        return bool(layers) and all(
+            type(layer) is DynamicLayer and not isinstance(layer, DynamicSlidingWindowLayer) for layer in layers
+        )
+
+    def free(self) -> None:
+        self.cache = None
+        self.logits = torch.zeros((0, 0), device=self.device)
+        self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
+
+
+def _returned_cache(output: Any) -> Any:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values

@@ -1,0 +1,148 @@
+"""Per-request state carried through the decoding loop, and the events the loop emits."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from stars_plugins.config import StarsConfig
+from stars_plugins.decoding.sampling import RowSampling
+from stars_plugins.policy.prompts import PreparedPrompt
+from stars_plugins.results import FinishReason, GenerationResult, GenerationStats, Segment
+
+
+@dataclass
+class Candidate:
+    """One sampled continuation of a request's accepted prefix."""
+
+    token_ids: list[int]  # what enters the response (EOS excluded, cut at a stop string)
+    text: str  # the whole response if this candidate is accepted
+    finish: FinishReason | None  # set when accepting it ends the request
+    sampled: int  # tokens drawn for it, EOS included
+    reward: float = float("nan")
+    row: int = -1  # batch row in the round it was sampled; -1 once that round is over
+
+
+@dataclass
+class RequestState:
+    prepared: PreparedPrompt
+    config: StarsConfig
+    strategy: str
+    seed: int
+    rows: int = 1  # batch rows (candidates) this request occupies
+    generated: list[int] = field(default_factory=list)
+    text: str = ""
+    segments: list[Segment] = field(default_factory=list)
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    reward: float | None = None
+    empty_reward: float | None = None
+    target: float | None = None
+    r0: float | None = None
+    segment_rejections: int = 0
+    best: Candidate | None = None
+    replay: Candidate | None = None
+    finish_reason: FinishReason | None = None
+    error: BaseException | None = None
+    cancelled: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.stats.prompt_tokens = len(self.prepared.token_ids)
+        self.rng = random.Random(self.seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    @classmethod
+    def create(cls, prepared: PreparedPrompt, config: StarsConfig, strategy: str, *, rows: int = 1,
+               seed_offset: int = 0) -> RequestState:
+        base = config.seed if config.seed is not None else int.from_bytes(os.urandom(7), "little")
+        return cls(prepared, config, strategy, seed=base + seed_offset, rows=rows)
+
+    # ---------------------------------------------------------------- queries
+    @property
+    def index(self) -> int:
+        return self.prepared.index
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+    @property
+    def remaining(self) -> int:
+        return self.config.max_new_tokens - len(self.generated)
+
+    def row_sampling(self) -> RowSampling:
+        c = self.config
+        return RowSampling(c.temperature, c.top_k, c.top_p, self.generator)
+
+    # ---------------------------------------------------------------- transitions
+    def accept(self, candidate: Candidate, *, threshold: float | None, forced: bool) -> Segment:
+        previous = self.text
+        self.generated.extend(candidate.token_ids)
+        self.text = candidate.text
+        self.reward = None if candidate.reward != candidate.reward else candidate.reward  # NaN -> None
+        if candidate.finish is None and self.remaining <= 0:
+            candidate.finish = "length"
+        self.stats.accepted_tokens = len(self.generated)
+        self.stats.segments += 1
+        self.stats.forced_accepts += int(forced)
+        segment = Segment(
+            index=len(self.segments),
+            text=self.text[len(previous) :] if self.text.startswith(previous) else self.text,
+            token_ids=tuple(candidate.token_ids),
+            reward=self.reward,
+            threshold=threshold,
+            rejections=self.segment_rejections,
+            forced=forced,
+            final=candidate.finish is not None,
+            finish_reason=candidate.finish,
+        )
+        self.segments.append(segment)
+        self.segment_rejections = 0
+        self.best = None
+        self.replay = None
+        if candidate.finish is not None:
+            self.finish(candidate.finish)
+        return segment
+
+    def finish(self, reason: FinishReason, error: BaseException | None = None) -> None:
+        if self.finish_reason is None:
+            self.finish_reason = reason
+            self.error = error
+            self.stats.discarded_tokens = self.stats.sampled_tokens - self.stats.accepted_tokens
+            self.stats.wall_seconds = time.perf_counter() - self.started
+
+    def result(self) -> GenerationResult:
+        return GenerationResult(
+            prompt=self.prepared.original,
+            text=self.text,
+            token_ids=list(self.generated),
+            reward=self.reward,
+            finish_reason=self.finish_reason or "cancelled",
+            strategy=self.strategy,
+            stats=self.stats,
+            segments=list(self.segments),
+            error=self.error,
+        )
+
+
+@dataclass(frozen=True)
+class SegmentEvent:
+    """A segment was accepted for `request`."""
+
+    request: RequestState
+    segment: Segment
+
+
+@dataclass(frozen=True)
+class FinishEvent:
+    """`request` finished (for any reason, errors and cancellation included)."""
+
+    request: RequestState
+    result: GenerationResult
+
+
+Event = SegmentEvent | FinishEvent

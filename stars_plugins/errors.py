@@ -1,0 +1,50 @@
+"""Exceptions a user can cause, each with a message that says what to do."""
+
+from __future__ import annotations
+
+
+class StarsError(Exception):
+    """Base class of every error raised on purpose by stars-plugins."""
+
+
+class ConfigError(StarsError, ValueError):
+    """A configuration value is out of range or inconsistent with another one."""
+
+
+class PromptError(StarsError, ValueError):
+    """A prompt cannot be generated from (empty, wrong type)."""
+
+
+class PromptTooLongError(PromptError):
+    """A prompt plus its token budget does not fit the policy's context window."""
+
+    def __init__(self, message: str, *, index: int, prompt_tokens: int, max_new_tokens: int, limit: int):
+        super().__init__(message)
+        self.index = index
+        self.prompt_tokens = prompt_tokens
+        self.max_new_tokens = max_new_tokens
+        self.limit = limit
+
+
+class ModelNotFoundError(StarsError, FileNotFoundError):
+    """A model folder or file that was named does not exist (or cannot be loaded offline)."""
+
+    def __init__(self, message: str, *, path: str):
+        super().__init__(message)
+        self.path = path
+
+
+class UnknownRewardError(StarsError, ValueError):
+    """A reward name is neither a built-in reward nor a model folder."""
+
+
+class UnknownStrategyError(StarsError, ValueError):
+    """A decoding strategy name is not registered."""
+
+
+class RewardError(StarsError, RuntimeError):
+    """The reward model failed or returned unusable scores for a request."""
+
+
+class RequestCancelled(StarsError):
+    """A request was cancelled before it finished (its consumer went away)."""

@@ -1,0 +1,30 @@
+"""Reward backends behind one batched protocol: `score(prompts, responses) -> scores`."""
+
+from stars_plugins.rewards.base import CallableReward, RewardModel, score_checked
+from stars_plugins.rewards.classifier import ClassifierReward, load_classifier_reward
+from stars_plugins.rewards.registry import (
+    available_rewards,
+    clear_reward_cache,
+    load_reward,
+    register_reward,
+)
+from stars_plugins.rewards.sentiment import SentimentReward
+
+register_reward(
+    "sentiment",
+    SentimentReward,
+    description="VADER compound polarity of the response in [-1, 1]: friendly, positive answers",
+)
+
+__all__ = [
+    "CallableReward",
+    "ClassifierReward",
+    "RewardModel",
+    "SentimentReward",
+    "available_rewards",
+    "clear_reward_cache",
+    "load_classifier_reward",
+    "load_reward",
+    "register_reward",
+    "score_checked",
+]

@@ -1,0 +1,75 @@
+"""The reward protocol: `score(prompts, responses) -> scores`, batched, higher is better."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from stars_plugins.errors import RewardError
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    """Anything with a name, an optional default target and a batched `score` is a reward model.
+
+    `score` receives the user's prompt text (not the policy's chat-templated input) and the response
+    so far, one pair per candidate, and returns one float per pair. Responses may be unfinished:
+    STARS scores every segment.
+    """
+
+    name: str
+    default_target: float | None
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> Sequence[float]: ...
+
+
+class CallableReward:
+    """Wraps a plain function `(prompts, responses) -> scores` as a `RewardModel`."""
+
+    def __init__(self, fn: Callable[[Sequence[str], Sequence[str]], Any], *, name: str | None = None,
+                 default_target: float | None = None):
+        self.fn = fn
+        self.name = name or getattr(fn, "__qualname__", None) or type(fn).__name__
+        self.default_target = default_target if default_target is not None else getattr(fn, "default_target", None)
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> Sequence[float]:
+        return self.fn(list(prompts), list(responses))
+
+    def __repr__(self) -> str:
+        return f"CallableReward({self.name!r})"
+
+
+def to_floats(raw: Any, expected: int, name: str) -> list[float]:
+    """Normalise a reward model's output (list, numpy array, tensor) into `expected` floats.
+
+    NaN and infinities pass through: the acceptance rule rejects them and the stats count them.
+    """
+    if hasattr(raw, "detach"):
+        raw = raw.detach().float().cpu().reshape(-1).tolist()
+    elif hasattr(raw, "tolist"):
+        raw = raw.tolist()
+    try:
+        scores = [float(x) for x in raw]
+    except (TypeError, ValueError) as exc:
+        raise RewardError(f"reward {name!r} must return numbers, got {raw!r:.200}") from exc
+    if len(scores) != expected:
+        raise RewardError(f"reward {name!r} returned {len(scores)} scores for {expected} responses")
+    return scores
+
+
+def score_checked(reward: RewardModel, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    """Call `reward.score` and validate its output; failures become `RewardError`."""
+    if not responses:
+        return []
+    try:
+        raw = reward.score(list(prompts), list(responses))
+    except RewardError:
+        raise
+    except Exception as exc:
+        raise RewardError(f"reward {reward.name!r} failed: {type(exc).__name__}: {exc}") from exc
+    return to_floats(raw, len(responses), reward.name)
+
+
+def is_valid(score: float) -> bool:
+    return math.isfinite(score)

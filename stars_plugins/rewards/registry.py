@@ -1,0 +1,86 @@
+"""Built-in rewards registered by name, and `load_reward`, which resolves any reward reference."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from stars_plugins.errors import ModelNotFoundError, UnknownRewardError
+from stars_plugins.rewards.base import CallableReward, RewardModel
+
+
+@dataclass(frozen=True)
+class BuiltinReward:
+    name: str
+    factory: Callable[[], RewardModel]
+    description: str
+
+
+_builtins: dict[str, BuiltinReward] = {}
+_loaded: dict[tuple[Any, ...], RewardModel] = {}
+_lock = threading.Lock()
+
+#: The reward used when none is named.
+DEFAULT_REWARD = "sentiment"
+
+RewardSpec = str | os.PathLike[str] | RewardModel | Callable[..., Any] | None
+
+
+def register_reward(name: str, factory: Callable[[], RewardModel], *, description: str = "",
+                    replace: bool = False) -> None:
+    """Make `factory()` available as `reward=name` everywhere (runtime, CLI, adapters)."""
+    if name in _builtins and not replace:
+        raise ValueError(f"a reward named {name!r} is already registered; pass replace=True to override it")
+    _builtins[name] = BuiltinReward(name, factory, description)
+    with _lock:
+        _loaded.pop(("builtin", name), None)
+
+
+def available_rewards() -> dict[str, str]:
+    """Built-in reward names and what each one rewards."""
+    return {name: entry.description for name, entry in sorted(_builtins.items())}
+
+
+def load_reward(spec: RewardSpec = None, *, device: str | None = None, **classifier_options: Any) -> RewardModel:
+    """Resolve a reward reference: a built-in name, a folder or hub id of a sequence classifier,
+    a `RewardModel`, or a callable `(prompts, responses) -> scores`. Loaded models are cached."""
+    if spec is None:
+        spec = DEFAULT_REWARD
+    if isinstance(spec, RewardModel):
+        return spec
+    if callable(spec) and not isinstance(spec, str | os.PathLike):
+        return CallableReward(spec)
+    if isinstance(spec, str) and spec in _builtins:
+        return _cached(("builtin", spec), _builtins[spec].factory)
+
+    from stars_plugins.rewards.classifier import load_classifier_reward
+
+    text = os.fspath(spec)
+    key = ("classifier", text, device, tuple(sorted(classifier_options.items())))
+    bare_name = "/" not in text and not os.path.exists(text)
+    try:
+        return _cached(key, lambda: load_classifier_reward(text, device=device, **classifier_options))
+    except ModelNotFoundError as exc:
+        if bare_name:
+            raise UnknownRewardError(
+                f"unknown reward {text!r}: not a built-in reward (available: {', '.join(sorted(_builtins))}) "
+                f"and not a loadable model folder or hub id ({exc})"
+            ) from exc
+        raise
+
+
+def _cached(key: tuple[Any, ...], factory: Callable[[], RewardModel]) -> RewardModel:
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+    reward = factory()
+    with _lock:
+        return _loaded.setdefault(key, reward)
+
+
+def clear_reward_cache() -> None:
+    with _lock:
+        _loaded.clear()
