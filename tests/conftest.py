@@ -7,9 +7,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
+import pytest
 
-from stars_plugins import StarsRuntime  # noqa: E402
+from stars_plugins import StarsRuntime
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import time
 from pathlib import Path
 
@@ -11,14 +12,15 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from llama_index.core.base.llms.types import ChatMessage, MessageRole  # noqa: E402
-from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler, TokenCountingHandler  # noqa: E402
-from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
-from llama_index.core.instrumentation.events.llm import LLMChatEndEvent  # noqa: E402
-from llama_index.llms.stars import StarsLLM  # noqa: E402
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler, TokenCountingHandler
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
+from llama_index.llms.stars import StarsLLM
 
-from stars_plugins import ConfigError, PromptTooLongError, StarsConfig, UnknownRewardError  # noqa: E402
+from stars_plugins import ConfigError, PromptError, PromptTooLongError, StarsConfig, UnknownRewardError
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +36,12 @@ MESSAGES = [
 def llm(runtime) -> StarsLLM:
     """Engine settings: horizon 4, 12 new tokens, a fixed seed (so complete and stream can be compared)."""
     return StarsLLM(horizon=4, max_new_tokens=12, seed=11)
+
+
+@pytest.fixture(scope="module")
+def completed(llm):
+    """`llm.complete(PROMPT)`, computed once: streams of the same prompt must reproduce it exactly."""
+    return llm.complete(PROMPT)
 
 
 def prompt_tokens(runtime, prompt, **settings) -> int:
@@ -65,6 +73,8 @@ def load_example(name: str):
 # ---------------------------------------------------------------------- metadata and sharing
 def test_metadata_comes_from_the_model(runtime):
     llm = StarsLLM(max_new_tokens=20)
+    assert llm.to_payload()["model_name"] == "embedded"  # observability never loads the model
+    assert llm._runtime is None
     meta = llm.metadata
     assert meta.context_window == runtime.context_window == runtime.policy.context_window
     assert meta.num_output == 20
@@ -86,8 +96,8 @@ def test_instances_share_the_loaded_policy(runtime):
 
 
 # ---------------------------------------------------------------------- completion
-def test_complete_returns_new_text_and_stars_stats(llm, runtime):
-    response = llm.complete(PROMPT)
+def test_complete_returns_new_text_and_stars_stats(completed, runtime):
+    response = completed
     raw = response.raw
     assert response.text and response.text == raw["text"]
     assert PROMPT not in response.text and "<|im_start|>" not in response.text  # no echoed prompt
@@ -99,11 +109,11 @@ def test_complete_returns_new_text_and_stars_stats(llm, runtime):
     assert response.additional_kwargs["completion_tokens"] == raw["stats"]["accepted_tokens"]
 
 
-def test_stream_complete_yields_cumulative_text_and_deltas(llm):
-    complete_text = llm.complete(PROMPT).text
+def test_stream_complete_yields_cumulative_text_and_deltas(llm, completed):
+    complete_text = completed.text
     chunks = list(llm.stream_complete(PROMPT))
     assert len(chunks) >= 2
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.text.startswith(before.text) and len(after.text) > len(before.text)
     assert "".join(c.delta for c in chunks) == chunks[-1].text
     assert all(c.delta for c in chunks)
@@ -143,14 +153,14 @@ def test_system_prompt_becomes_the_system_turn_of_unformatted_prompts(runtime):
 
 # ---------------------------------------------------------------------- chat
 def test_chat_uses_the_policy_chat_template(llm, runtime):
-    response = llm.chat(MESSAGES)
+    response = llm.chat(MESSAGES, max_tokens=8)
     assert response.message.role == MessageRole.ASSISTANT
     assert response.message.content and response.message.content == response.raw["text"]
     as_dicts = [{"role": m.role.value, "content": m.content} for m in MESSAGES]
     assert response.raw["usage"]["prompt_tokens"] == prompt_tokens(runtime, as_dicts)
-    assert_segments(response.raw, horizon=4, max_new_tokens=12)
+    assert_segments(response.raw, horizon=4, max_new_tokens=8)
 
-    chunks = list(llm.stream_chat(MESSAGES))
+    chunks = list(llm.stream_chat(MESSAGES, max_tokens=8))
     assert len(chunks) >= 2
     assert "".join(c.delta for c in chunks) == chunks[-1].message.content == response.message.content
     assert chunks[-1].raw["usage"]["prompt_tokens"] == response.raw["usage"]["prompt_tokens"]
@@ -182,7 +192,7 @@ async def test_async_calls_do_not_block_the_event_loop(llm):
     await asyncio.sleep(0.02)
     ticks = 0
     started = time.perf_counter()
-    response = await llm.acomplete(PROMPT, max_new_tokens=16)
+    response = await llm.acomplete(PROMPT, max_new_tokens=12)
     elapsed = time.perf_counter() - started
     stop.set()
     await task
@@ -191,13 +201,13 @@ async def test_async_calls_do_not_block_the_event_loop(llm):
     assert ticks >= 20 and ticks >= 0.2 * elapsed / 0.005, (ticks, elapsed)
 
 
-async def test_async_stream_and_chat(llm):
+async def test_async_stream_and_chat(llm, completed):
     stream = await llm.astream_complete(PROMPT)
     chunks = [chunk async for chunk in stream]
     assert len(chunks) >= 2
     assert "".join(c.delta for c in chunks) == chunks[-1].text
     assert_segments(chunks[-1].raw, horizon=4, max_new_tokens=12)
-    assert chunks[-1].text == (await llm.acomplete(PROMPT)).text  # same seed, same formatting
+    assert chunks[-1].text == completed.text  # same seed, same formatting as the sync complete
 
     reply = await llm.achat(MESSAGES, max_tokens=8)
     assert reply.message.content and reply.raw["stats"]["accepted_tokens"] <= 8
@@ -206,21 +216,61 @@ async def test_async_stream_and_chat(llm):
     assert "".join(c.delta for c in chat_chunks) == chat_chunks[-1].message.content == reply.message.content
 
 
+class CountingReward:
+    """A reward that counts its calls: generation that goes on keeps calling it."""
+
+    name = "counting"
+    default_target = 0.0
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def score(self, prompts, responses):
+        self.calls += 1
+        return [0.0] * len(responses)
+
+
+def test_leaving_a_stream_early_stops_generation(llm):
+    reward = CountingReward()
+    # greedy decoding of this prompt runs about 30 tokens (8+ reward calls) before its EOS
+    for chunk in llm.stream_complete(PROMPT, max_new_tokens=40, reward=reward, temperature=0):
+        assert chunk.delta and "stats" not in chunk.raw  # not the last segment
+        break
+    calls = reward.calls
+    assert calls <= 3
+    assert llm.complete(PROMPT, max_new_tokens=4).raw["stats"]["accepted_tokens"] <= 4
+    assert reward.calls == calls  # nothing ran on after the consumer left
+
+
 async def test_leaving_an_async_stream_early_stops_generation(llm):
-    stream = await llm.astream_complete(PROMPT, max_new_tokens=24)
+    reward = CountingReward()
+    stream = await llm.astream_complete(PROMPT, max_new_tokens=40, reward=reward, temperature=0)
     first = await stream.__anext__()
-    assert first.delta
+    assert first.delta and "stats" not in first.raw
     await stream.aclose()
-    # the policy is free for the next call
+    # the worker stops at its next round boundary: the count settles well before a full run
+    previous = -1
+    for _ in range(100):
+        await asyncio.sleep(0.2)
+        if reward.calls == previous:
+            break
+        previous = reward.calls
+    assert reward.calls <= 4, reward.calls
     assert (await llm.acomplete(PROMPT, max_new_tokens=4)).raw["stats"]["accepted_tokens"] <= 4
 
 
 # ---------------------------------------------------------------------- per-call overrides
 def test_per_call_overrides_take_effect(llm):
-    response = llm.complete(PROMPT, horizon=6, max_tokens=12, acceptance="hard", num_candidates=2)
+    response = llm.complete(PROMPT, horizon=6, max_tokens=12)
     assert_segments(response.raw, horizon=6, max_new_tokens=12)
-    assert response.raw["config"]["acceptance"] == "hard" and response.raw["config"]["num_candidates"] == 2
     assert llm.horizon == 4  # the engine's settings are untouched
+
+    # two candidates per segment, hard acceptance, best candidate forced in after one rejected round
+    tight = llm.complete(PROMPT, max_tokens=4, acceptance="hard", num_candidates=2, max_rejections=1)
+    config = tight.raw["config"]
+    assert (config["acceptance"], config["num_candidates"], config["max_rejections"]) == ("hard", 2, 1)
+    assert tight.raw["stats"]["rounds"] == 1 and tight.raw["stats"]["accepted_tokens"] <= 4
+    assert tight.raw["stats"]["sampled_tokens"] <= 2 * 4
 
     calls: list[int] = []
 
@@ -228,13 +278,13 @@ def test_per_call_overrides_take_effect(llm):
         calls.append(len(responses))
         return [1.0] * len(responses)
 
-    judged = llm.complete(PROMPT, reward=always_one, target_reward=0.5, max_new_tokens=8)
+    judged = llm.complete(PROMPT, reward=always_one, target_reward=0.5, max_new_tokens=4)
     assert calls, "the per-call reward model was never asked"
     assert judged.raw["reward_model"].endswith("always_one")
     assert judged.raw["reward"] == 1.0 and judged.raw["stats"]["rejections"] == 0
     assert judged.raw["config"]["target_reward"] == 0.5
 
-    plain = llm.complete(PROMPT, strategy="vanilla", max_new_tokens=8)
+    plain = llm.complete(PROMPT, strategy="vanilla", max_new_tokens=4)
     assert plain.raw["strategy"] == "vanilla" and plain.raw["stats"]["rejections"] == 0
 
 
@@ -260,12 +310,14 @@ def test_invalid_per_call_settings_raise_the_runtime_errors(llm):
         llm.stream_complete(PROMPT, top_p=0)  # raised at the call, before any iteration
     with pytest.raises(ConfigError, match="temperature"):
         llm.chat(MESSAGES, temperature=-1)
-    with pytest.raises(ConfigError, match="horizn.*accepted:.*horizon"):
+    with pytest.raises(ConfigError, match=r"horizn.*accepted:.*horizon"):
         llm.complete(PROMPT, horizn=8)
     with pytest.raises(ConfigError, match="max_tokens or max_new_tokens"):
         llm.complete(PROMPT, max_tokens=8, max_new_tokens=8)
     with pytest.raises(UnknownRewardError, match="no-such-reward"):
         llm.complete(PROMPT, reward="no-such-reward")
+    with pytest.raises(PromptError, match="empty"):
+        llm.complete("  ")
 
 
 async def test_invalid_async_settings_raise_before_generating(llm):
@@ -319,7 +371,7 @@ def test_callbacks_see_every_call_with_token_counts(runtime):
 
 
 class _ChatEnds(BaseEventHandler):
-    events: list = []
+    events: list = Field(default_factory=list)
 
     @classmethod
     def class_name(cls) -> str:
@@ -336,7 +388,7 @@ def test_query_engine_answers_with_sources_from_the_shipped_documents(runtime):
     llm = StarsLLM(horizon=4, max_new_tokens=12, seed=0)
     engine = index.as_query_engine(llm=llm, similarity_top_k=2)
 
-    handler = _ChatEnds(events=[])
+    handler = _ChatEnds()
     root = get_dispatcher()
     root.add_event_handler(handler)
     try:

@@ -1,1 +1,5 @@
-"""LlamaIndex adapter."""
+"""LlamaIndex integration of STARS reward-guided decoding: `from llama_index.llms.stars import StarsLLM`."""
+
+from llama_index.llms.stars.base import CALL_SETTINGS, ENGINE_SETTINGS, StarsLLM
+
+__all__ = ["CALL_SETTINGS", "ENGINE_SETTINGS", "StarsLLM"]
