@@ -1,0 +1,176 @@
+"""`stars bench`: strategies x batch sizes on the same prompts, measured side by side in one run."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from stars_plugins.config import StarsConfig
+from stars_plugins.results import GenerationResult
+from stars_plugins.runtime import StarsRuntime
+
+
+def builtin_prompts(name: str = "prompts.txt") -> list[str]:
+    """Prompts shipped in `stars_plugins/data` (one per line, `#` comments)."""
+    text = resources.files("stars_plugins").joinpath("data", name).read_text(encoding="utf-8")
+    return read_prompt_lines(text)
+
+
+def read_prompt_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def load_prompt_file(path: str | Path) -> list[str]:
+    """A prompt file: one prompt per line, or a JSONL file with a "prompt" field per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {str(path)!r} does not exist")
+    if path.suffix == ".jsonl":
+        prompts = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                prompts.append(str(json.loads(line)["prompt"]))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{number}: expected a JSON object with a 'prompt' field ({exc})") from None
+        return prompts
+    return read_prompt_lines(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class BenchRow:
+    strategy: str
+    batch_size: int
+    requests: int
+    accepted_tokens: int
+    sampled_tokens: int
+    wall_seconds: float
+    rejections: int
+    discarded_tokens: int
+    reward_calls: int
+    rewards: list[float | None] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.accepted_tokens / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def mean_reward(self) -> float:
+        finite = [r for r in self.rewards if r is not None and math.isfinite(r)]
+        return statistics.fmean(finite) if finite else float("nan")
+
+    @property
+    def discarded_per_rejection(self) -> float:
+        return self.discarded_tokens / self.rejections if self.rejections else 0.0
+
+    @property
+    def reward_calls_per_100_tokens(self) -> float:
+        return 100.0 * self.reward_calls / self.accepted_tokens if self.accepted_tokens else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **{k: v for k, v in asdict(self).items() if k != "rewards"},
+            "tokens_per_second": round(self.tokens_per_second, 2),
+            "mean_reward": round(self.mean_reward, 4),
+            "discarded_per_rejection": round(self.discarded_per_rejection, 2),
+            "reward_calls_per_100_tokens": round(self.reward_calls_per_100_tokens, 2),
+            "rewards": self.rewards,
+        }
+
+
+def run_batches(runtime: StarsRuntime, prompts: Sequence[str], config: StarsConfig, batch_size: int) -> BenchRow:
+    """Run `prompts` in consecutive batches of `batch_size`; time the whole thing."""
+    results: list[GenerationResult] = []
+    start = time.perf_counter()
+    for i in range(0, len(prompts), batch_size):
+        results.extend(runtime.generate(list(prompts[i : i + batch_size]), config, raise_errors=False))
+    wall = time.perf_counter() - start
+    return BenchRow(
+        strategy=config.strategy,
+        batch_size=batch_size,
+        requests=len(prompts),
+        accepted_tokens=sum(r.stats.accepted_tokens for r in results),
+        sampled_tokens=sum(r.stats.sampled_tokens for r in results),
+        wall_seconds=wall,
+        rejections=sum(r.stats.rejections for r in results),
+        discarded_tokens=sum(r.stats.discarded_tokens for r in results),
+        reward_calls=sum(r.stats.reward_calls for r in results),
+        rewards=[r.reward for r in results],
+    )
+
+
+def win_tie_rate(a: Sequence[float | None], b: Sequence[float | None]) -> float:
+    """Share of prompts where a's final reward is at least b's (scale-free)."""
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    return sum(x >= y for x, y in pairs) / len(pairs) if pairs else float("nan")
+
+
+def comparisons(rows: Sequence[BenchRow]) -> dict[str, float]:
+    """The ratios the performance targets are stated in, computed from rows of the same run."""
+    by = {(r.strategy, r.batch_size): r for r in rows}
+    out: dict[str, float] = {}
+    sizes = sorted({r.batch_size for r in rows})
+    for b in sizes:
+        stars = by.get(("stars", b))
+        if stars is None:
+            continue
+        if b != 1 and ("stars", 1) in by:
+            out[f"stars_b{b}_vs_stars_b1_throughput"] = stars.tokens_per_second / by[("stars", 1)].tokens_per_second
+        if ("cards", b) in by:
+            cards = by[("cards", b)]
+            out[f"stars_vs_cards_b{b}_throughput"] = stars.tokens_per_second / cards.tokens_per_second
+            out[f"stars_vs_cards_b{b}_win_tie"] = win_tie_rate(stars.rewards, cards.rewards)
+        if ("vanilla", b) in by:
+            out[f"stars_vs_vanilla_b{b}_throughput"] = stars.tokens_per_second / by[("vanilla", b)].tokens_per_second
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def markdown_table(rows: Sequence[BenchRow]) -> str:
+    header = (
+        "| strategy | batch | accepted tok/s | mean reward | rejections | discarded/rejection "
+        "| reward calls/100 tok | wall s |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [
+        f"| {r.strategy} | {r.batch_size} | {r.tokens_per_second:.1f} | {r.mean_reward:.3f} | {r.rejections} "
+        f"| {r.discarded_per_rejection:.1f} | {r.reward_calls_per_100_tokens:.1f} | {r.wall_seconds:.1f} |"
+        for r in rows
+    ]
+    return "\n".join([header, *lines])
+
+
+def run_bench(
+    runtime: StarsRuntime,
+    prompts: Sequence[str],
+    *,
+    strategies: Sequence[str],
+    batch_sizes: Sequence[int],
+    config: StarsConfig,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Every (strategy, batch size) on the same prompts, after one warm-up call."""
+    from tqdm.auto import tqdm
+
+    runtime.generate(list(prompts[:2]), config.updated(max_new_tokens=4, strategy="vanilla"))  # warm-up
+    rows = []
+    cells = [(s, b) for s in strategies for b in batch_sizes]
+    with tqdm(cells, desc="bench", disable=not progress, unit="run") as bar:
+        for strategy, batch_size in bar:
+            bar.set_postfix_str(f"{strategy} x{batch_size}")
+            rows.append(run_batches(runtime, prompts, config.updated(strategy=strategy), batch_size))
+    return {
+        "policy": runtime.model_name,
+        "reward": runtime.reward.name,
+        "config": config.model_dump(),
+        "prompts": list(prompts),
+        "rows": [r.summary() for r in rows],
+        "comparisons": comparisons(rows),
+        "table": markdown_table(rows),
+    }

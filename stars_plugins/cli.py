@@ -1,0 +1,203 @@
+"""The `stars` command: generate, demo, bench (and more, registered by later modules)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from stars_plugins.errors import StarsError
+
+
+def _model_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("models")
+    group.add_argument("--policy", default=None, help="hub id, folder or .gguf file (default: embedded SmolLM2-135M)")
+    group.add_argument("--reward", default=None, help="built-in reward name, or a classifier folder / hub id")
+    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    group.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
+    return parent
+
+
+def _decoding_options(max_new_tokens: int = 128, horizon: int = 16, candidates: int = 1) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("decoding")
+    group.add_argument("--horizon", "-k", type=int, default=horizon, help="segment length K in tokens")
+    group.add_argument("--candidates", "-n", type=int, default=candidates, help="candidates per segment (N)")
+    group.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    group.add_argument("--max-rejections", type=int, default=20)
+    group.add_argument("--target-reward", type=float, default=None, help="r_target (default: the reward's own)")
+    group.add_argument("--temperature", type=float, default=1.0, help="0 decodes greedily")
+    group.add_argument("--seed", type=int, default=None)
+    return parent
+
+
+def _config(args: argparse.Namespace, **extra: Any):
+    from stars_plugins.config import StarsConfig
+
+    return StarsConfig(
+        horizon=args.horizon, num_candidates=args.candidates, max_new_tokens=args.max_new_tokens,
+        max_rejections=args.max_rejections, target_reward=args.target_reward, temperature=args.temperature,
+        seed=args.seed, **extra,
+    )
+
+
+def _runtime(args: argparse.Namespace, reward: str | None = None):
+    from stars_plugins.runtime import StarsRuntime
+
+    return StarsRuntime.from_pretrained(args.policy, args.reward or reward, device=args.device, dtype=args.dtype)
+
+
+def _stats_line(stats: Any) -> str:
+    return (
+        f"{stats.accepted_tokens} tokens, {stats.rounds} rounds, {stats.rejections} rejections, "
+        f"{stats.discarded_tokens} discarded, {stats.reward_calls} reward calls, {stats.wall_seconds:.1f}s"
+    )
+
+
+# ---------------------------------------------------------------------------- generate
+def cmd_generate(args: argparse.Namespace) -> int:
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    runtime = _runtime(args)
+    config = _config(args, strategy=args.strategy, stop=tuple(args.stop or ()))
+    if args.stream and not args.json:
+        stream = runtime.stream(prompt, config)
+        for segment in stream:
+            print(segment.text, end="", flush=True)
+        print()
+        result = stream.result
+    else:
+        [result] = runtime.generate([prompt], config)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        if not args.stream:
+            print(result.text)
+        reward = "n/a" if result.reward is None else f"{result.reward:.3f}"
+        print(f"\n[{result.strategy}] reward {reward}, {_stats_line(result.stats)}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stars_plugins.bench import builtin_prompts
+
+    runtime = _runtime(args)
+    prompts = builtin_prompts(args.prompt_set)[: args.prompts]
+    print(f"policy: {runtime.model_name}   reward: {runtime.reward.name}   "
+          f"K={args.horizon} N={args.candidates} max_new_tokens={args.max_new_tokens}\n")
+    rows = {}
+    for strategy in ("vanilla", "stars"):
+        rows[strategy] = runtime.generate(prompts, _config(args, strategy=strategy))
+    width = min(100, os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else 100)
+    for i, prompt in enumerate(prompts):
+        print(f"## {prompt}")
+        for strategy in ("vanilla", "stars"):
+            result = rows[strategy][i]
+            reward = "n/a" if result.reward is None else f"{result.reward:+.3f}"
+            print(f"  [{strategy:7}] reward {reward} | {_stats_line(result.stats)}")
+            body = " ".join(result.text.split()) or "(empty)"
+            print(textwrap.indent(textwrap.fill(body, width - 12), " " * 12))
+        print()
+    for strategy in ("vanilla", "stars"):
+        rewards = [r.reward for r in rows[strategy] if r.reward is not None]
+        mean = sum(rewards) / len(rewards) if rewards else float("nan")
+        print(f"mean reward {strategy:7}: {mean:+.3f}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    from stars_plugins.bench import builtin_prompts, load_prompt_file, run_bench
+
+    prompts = load_prompt_file(args.prompts) if args.prompts else builtin_prompts()
+    prompts = prompts[: args.num_prompts]
+    runtime = _runtime(args)
+    report = run_bench(
+        runtime, prompts, strategies=args.strategies.split(","),
+        batch_sizes=[int(b) for b in args.batch_sizes.split(",")], config=_config(args),
+        progress=not args.no_progress,
+    )
+    print(report["table"])
+    print()
+    for name, value in report["comparisons"].items():
+        print(f"{name}: {value}")
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- wiring
+Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+
+
+def _generate_parser(p: argparse.ArgumentParser) -> None:
+    from stars_plugins.decoding import available_strategies
+
+    p.add_argument("prompt", help="the prompt ('-' reads it from stdin)")
+    p.add_argument("--strategy", "-s", default="stars", choices=available_strategies())
+    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+    p.add_argument("--stream", action="store_true", help="print segments as they are accepted")
+    p.add_argument("--json", action="store_true", help="print the result with its stats as JSON")
+
+
+def _demo_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prompts", type=int, default=4, help="how many built-in prompts to run")
+    p.add_argument("--prompt-set", default="prompts.txt", help=argparse.SUPPRESS)
+
+
+def _bench_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategies", default="vanilla,stars,cards,best_of_n", help="comma-separated")
+    p.add_argument("--batch-sizes", default="1,16", help="comma-separated")
+    p.add_argument("--prompts", default=None, help="prompt file (.txt one per line, or .jsonl with 'prompt')")
+    p.add_argument("--num-prompts", type=int, default=16)
+    p.add_argument("--output", default="bench-results/bench.json")
+    p.add_argument("--no-progress", action="store_true")
+
+
+COMMANDS: list[Command] = [
+    ("generate", "generate a response to one prompt", _generate_parser, cmd_generate),
+    ("demo", "plain sampling and STARS side by side on the embedded models", _demo_parser, cmd_demo),
+    ("bench", "throughput, reward and cost of strategies x batch sizes", _bench_parser, cmd_bench),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stars", description="STARS reward-guided decoding")
+    sub = parser.add_subparsers(dest="command", required=True)
+    defaults = {"demo": (64, 16, 4), "bench": (64, 16, 1)}
+    for name, help_text, configure, handler in COMMANDS:
+        max_new, horizon, candidates = defaults.get(name, (128, 16, 1))
+        p = sub.add_parser(
+            name, help=help_text, description=help_text,
+            parents=[_model_options(), _decoding_options(max_new, horizon, candidates)],
+        )
+        configure(p)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # GGUF de-quantisation bars would drown the command's own output
+    try:
+        return args.handler(args)
+    except (StarsError, FileNotFoundError, ValueError) as exc:
+        print(f"stars {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
