@@ -34,7 +34,12 @@ class GenerationStats:
 
 @dataclass(frozen=True)
 class Segment:
-    """One accepted segment, as `StarsRuntime.stream` yields it."""
+    """One accepted segment, as `StarsRuntime.stream` yields it.
+
+    `text` is the new text this segment makes safe to show: the texts of a request's segments add
+    up exactly to its final `GenerationResult.text`. A tail that could begin a stop string (or half
+    of a multi-byte character) is held back until the next segment settles it.
+    """
 
     index: int
     text: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -128,7 +128,8 @@ class StarsRuntime:
     ) -> list[GenerationResult]:
         """`generate` in a worker thread: the event loop keeps running. Cancelling the awaiting
         task stops the batch at its next round boundary."""
-        job = self.start(prompts, config, strategy=strategy, reward=reward, **overrides)
+        # Tokenizing and resolving a reward model can take a while: not on the event loop either.
+        job = await asyncio.to_thread(self.start, prompts, config, strategy=strategy, reward=reward, **overrides)
         try:
             results = await asyncio.to_thread(job.run)
         except asyncio.CancelledError:
@@ -147,8 +148,11 @@ class StarsRuntime:
         reward: RewardSpec = None,
         **overrides: Any,
     ) -> AsyncGenerationStream:
-        """`stream` for asyncio: segments arrive without blocking the event loop."""
-        return AsyncGenerationStream(self.stream(prompt, config, strategy=strategy, reward=reward, **overrides))
+        """`stream` for asyncio: segments arrive without blocking the event loop. Preparing the
+        request happens in the worker thread too, so its errors surface at the first `__anext__`."""
+        return AsyncGenerationStream(
+            lambda: self.stream(prompt, config, strategy=strategy, reward=reward, **overrides)
+        )
 
     def start(
         self,
@@ -243,13 +247,16 @@ class GenerationStream(Iterator[Segment]):
 
 
 class AsyncGenerationStream(AsyncIterator[Segment]):
-    """A `GenerationStream` driven from a worker thread, consumed with `async for`."""
+    """A `GenerationStream` driven from a worker thread, consumed with `async for`.
 
-    _END = object()
+    A consumer that leaves early should `await stream.aclose()`; one that just drops the stream
+    cancels it when it is garbage-collected. Either way the request stops at its next round.
+    """
 
-    def __init__(self, stream: GenerationStream):
-        self._stream = stream
-        self._started = False
+    def __init__(self, open_stream: Callable[[], GenerationStream]):
+        self._open_stream = open_stream
+        self._stream: GenerationStream | None = None
+        self._cancelled = False
         self._queue: asyncio.Queue[Any] | None = None
         self.result: GenerationResult | None = None
 
@@ -257,19 +264,18 @@ class AsyncGenerationStream(AsyncIterator[Segment]):
         return self
 
     async def __anext__(self) -> Segment:
-        if not self._started:
+        if self._queue is None:
             self._start()
         assert self._queue is not None
         kind, item = await self._queue.get()
         if kind == "segment":
             return item
-        self.result = self._stream.result
+        self._queue.put_nowait((kind, item))  # every later __anext__ ends the same way
         if kind == "error":
             raise item
         raise StopAsyncIteration
 
     def _start(self) -> None:
-        self._started = True
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._queue = queue
@@ -278,24 +284,36 @@ class AsyncGenerationStream(AsyncIterator[Segment]):
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
             except RuntimeError:  # the loop is gone: nobody is listening any more
-                self._stream.cancel()
+                self.cancel()
 
         def pump() -> None:
             try:
+                self._stream = self._open_stream()
+                if self._cancelled:
+                    self._stream.cancel()
                 for segment in self._stream:
                     put("segment", segment)
+                self.result = self._stream.result
                 put("end", None)
             except BaseException as exc:  # delivered to the consumer, not lost in the thread
+                self.result = self._stream.result if self._stream is not None else None
                 put("error", exc)
 
-        self._future = loop.run_in_executor(None, pump)
+        loop.run_in_executor(None, pump)
+
+    def cancel(self) -> None:
+        """Ask the request to stop at its next round boundary (safe from any thread)."""
+        self._cancelled = True
+        if self._stream is not None:
+            self._stream.cancel()
 
     async def aclose(self) -> None:
         """Stop generation at the next round boundary (a consumer that leaves early)."""
-        self._stream.cancel()
+        self.cancel()
 
-    def cancel(self) -> None:
-        self._stream.cancel()
+    def __del__(self) -> None:
+        if self.result is None:
+            self.cancel()
 
 
 def _is_prompt_list(prompt: Any) -> bool:

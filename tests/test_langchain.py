@@ -17,14 +17,12 @@ from langchain_core.prompts import PromptTemplate
 from langchain_core.runnables import ConfigurableField
 from langchain_stars import SETTING_NAMES, ChatStars, StarsLLM
 from langchain_stars._settings import RENAMED
-from langchain_stars._streaming import DeltaTracker
 from langchain_stars.chat_models import to_chat_messages
 
 from stars_plugins import (
     ConfigError,
     GenerationStream,
     PromptError,
-    Segment,
     StarsConfig,
     StarsRuntime,
     UnknownRewardError,
@@ -159,22 +157,6 @@ def test_tracing_params(llm: StarsLLM) -> None:
     ident = llm._identifying_params
     assert ident["horizon"] == 4 and ident["max_tokens"] == 8 and ident["model_name"] == llm.runtime.model_name
     assert StarsLLM(policy="some/model").model_name == "some/model"  # `policy=` is the same field
-
-
-def test_delta_tracker_holds_back_a_possible_stop_start_and_split_characters() -> None:
-    pieces = ["Hello wor", "ld. Bye", "\ufffd", "é!"]  # token id i decodes to pieces[i]
-    tracker = DeltaTracker(lambda ids: "".join(pieces[i] for i in ids), stop=["END", "ld!"])
-
-    def segment(i: int) -> Segment:
-        return Segment(i, pieces[i], (i,), None, None, 0, False, False)
-
-    assert tracker.push(segment(0)) == "Hello wor"
-    assert tracker.push(segment(1)) == "ld. Bye"
-    assert tracker.push(segment(2)) == ""  # an incomplete character waits
-    assert tracker.finish("Hello world. Bye\ufffdé!") == "\ufffdé!"
-    held = DeltaTracker(lambda ids: "".join(pieces[i] for i in ids), stop=["wor" + "ld."])
-    assert held.push(segment(0)) == "Hello "  # "wor" may start the stop string: held back
-    assert held.finish("Hello ") == ""  # the runtime cut there: nothing shown needs taking back
 
 
 def test_chat_messages_become_template_turns() -> None:

@@ -241,3 +241,23 @@ async def test_astream_yields_segments_and_result(runtime):
     segments = [s async for s in stream]
     assert len(segments) >= 2 and stream.result is not None
     assert "".join(s.text for s in segments) == stream.result.text
+
+
+def test_streamed_text_never_has_to_be_taken_back_when_a_stop_string_spans_segments(runtime):
+    config = StarsConfig(temperature=0.0, horizon=4, max_new_tokens=40, strategy="vanilla")
+    [free] = runtime.generate(["Tell me about cats."], config)
+    cut = free.text.find(" ", 12)
+    stop = free.text[cut - 2 : cut + 2]  # four characters around a word boundary, likely across segments
+    stream = runtime.stream("Tell me about cats.", config, stop=[stop])
+    texts = [s.text for s in stream]
+    assert "".join(texts) == stream.result.text == free.text[: free.text.find(stop)]
+    assert stream.result.finish_reason == "stop"
+
+
+def test_stable_end_holds_back_possible_stop_prefixes_and_broken_characters():
+    from stars_plugins.decoding.state import stable_end
+
+    assert stable_end("Hello wor", ("world",)) == len("Hello ")
+    assert stable_end("Hello wor", ()) == len("Hello wor")
+    assert stable_end("Hello w", ("xyz",)) == len("Hello w")
+    assert stable_end("caf\ufffd", ()) == 3

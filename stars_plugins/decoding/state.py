@@ -42,6 +42,7 @@ class RequestState:
     empty_reward: float | None = None
     target: float | None = None
     r0: float | None = None
+    emitted: int = 0  # characters of `text` already handed out in segments
     segment_rejections: int = 0
     best: Candidate | None = None
     replay: Candidate | None = None
@@ -80,7 +81,6 @@ class RequestState:
 
     # ---------------------------------------------------------------- transitions
     def accept(self, candidate: Candidate, *, threshold: float | None, forced: bool) -> Segment:
-        previous = self.text
         self.generated.extend(candidate.token_ids)
         self.text = candidate.text
         self.reward = None if candidate.reward != candidate.reward else candidate.reward  # NaN -> None
@@ -89,17 +89,20 @@ class RequestState:
         self.stats.accepted_tokens = len(self.generated)
         self.stats.segments += 1
         self.stats.forced_accepts += int(forced)
+        final = candidate.finish is not None
+        end = len(self.text) if final else max(self.emitted, stable_end(self.text, self.config.stop))
         segment = Segment(
             index=len(self.segments),
-            text=self.text[len(previous) :] if self.text.startswith(previous) else self.text,
+            text=self.text[self.emitted : end],
             token_ids=tuple(candidate.token_ids),
             reward=self.reward,
             threshold=threshold,
             rejections=self.segment_rejections,
             forced=forced,
-            final=candidate.finish is not None,
+            final=final,
             finish_reason=candidate.finish,
         )
+        self.emitted = end
         self.segments.append(segment)
         self.segment_rejections = 0
         self.best = None
@@ -127,6 +130,18 @@ class RequestState:
             segments=list(self.segments),
             error=self.error,
         )
+
+
+def stable_end(text: str, stops: tuple[str, ...]) -> int:
+    """How much of an unfinished response can be shown without ever taking it back: not a trailing
+    half of a multi-byte character (decoded as U+FFFD), not a tail that may begin a stop string."""
+    end = len(text.rstrip("\ufffd"))
+    longest = max((len(s) for s in stops), default=0)
+    for start in range(max(0, end - longest + 1), end):
+        tail = text[start:end]
+        if any(stop.startswith(tail) for stop in stops):
+            return start
+    return end
 
 
 @dataclass(frozen=True)

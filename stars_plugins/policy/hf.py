@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +29,6 @@ class HFPolicy:
         self.tokenizer = tokenizer
         self.name = name
         self.key = key
-        self.lock = threading.RLock()
         self.eos_token_ids = self._eos_ids()
         self.pad_token_id = self._pad_id()
         self.context_window = self._context_window()
