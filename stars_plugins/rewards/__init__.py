@@ -2,6 +2,7 @@
 
 from stars_plugins.rewards.base import CallableReward, RewardModel, score_checked
 from stars_plugins.rewards.classifier import ClassifierReward, load_classifier_reward
+from stars_plugins.rewards.harmless import HarmlessReward
 from stars_plugins.rewards.registry import (
     available_rewards,
     clear_reward_cache,
@@ -16,9 +17,16 @@ register_reward(
     description="VADER compound polarity of the response in [-1, 1]: friendly, positive answers",
 )
 
+register_reward(
+    "harmless",
+    HarmlessReward,
+    description="all-MiniLM-L6-v2 + Bradley-Terry head: refuse harmful requests, answer harmless ones helpfully",
+)
+
 __all__ = [
     "CallableReward",
     "ClassifierReward",
+    "HarmlessReward",
     "RewardModel",
     "SentimentReward",
     "available_rewards",

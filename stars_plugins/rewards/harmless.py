@@ -1,0 +1,154 @@
+"""Built-in reward "harmless": all-MiniLM-L6-v2 embeddings of prompt and response, and a small
+head trained with a Bradley-Terry loss on the project's preference data (`stars train-reward`).
+
+It rewards refusing or redirecting harmful requests and answering harmless ones helpfully, and it
+scores unfinished responses (it was trained on prefixes too), as STARS needs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from stars_plugins.errors import ModelNotFoundError, RewardError
+
+HEAD_FILE = "harmless_head.safetensors"
+META_FILE = "harmless_head.json"
+
+
+def default_head_path() -> Path:
+    return Path(str(resources.files("stars_plugins").joinpath("rewards", "weights", HEAD_FILE)))
+
+
+class PairHead(nn.Module):
+    """Scores (prompt embedding p, response embedding r) from [p, r, p*r, |p-r|]."""
+
+    def __init__(self, embedding_dim: int, hidden: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.net = nn.Sequential(
+            nn.Linear(4 * embedding_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
+        )
+
+    @staticmethod
+    def features(prompt: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+        return torch.cat([prompt, response, prompt * response, (prompt - response).abs()], dim=-1)
+
+    def forward(self, prompt: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+        return self.net(self.features(prompt, response)).squeeze(-1)
+
+
+class SentenceEmbedder:
+    """Mean-pooled, L2-normalised sentence embeddings (the all-MiniLM-L6-v2 recipe) with transformers."""
+
+    def __init__(self, folder: str | Path | None = None, *, device: str | torch.device = "cpu",
+                 max_length: int = 256, batch_size: int = 64):
+        from transformers import AutoModel, AutoTokenizer
+
+        from stars_plugins.models import embedded_embedder_folder
+
+        self.folder = Path(folder) if folder is not None else embedded_embedder_folder()
+        if not (self.folder / "config.json").is_file():
+            raise ModelNotFoundError(f"sentence embedder folder {str(self.folder)!r} has no config.json",
+                                     path=str(self.folder))
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+        self.model = AutoModel.from_pretrained(self.folder, local_files_only=True).to(device).eval()
+        self.model.requires_grad_(False)
+        self.device = torch.device(device)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.dim = int(self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        chunks = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(
+                list(texts[start : start + self.batch_size]), padding=True, truncation=True,
+                max_length=self.max_length, return_tensors="pt",
+            ).to(self.device)
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            chunks.append(torch.nn.functional.normalize(pooled, dim=-1))
+        if not chunks:
+            return torch.zeros((0, self.dim), device=self.device)
+        return torch.cat(chunks)
+
+
+def load_head(path: str | Path, embedding_dim: int) -> tuple[PairHead, dict[str, Any]]:
+    """Load head weights and metadata; a missing or mismatched file raises an error naming it."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"harmless reward head {str(path)!r} does not exist; train it with `stars train-reward`", path=str(path)
+        )
+    meta_path = path.with_suffix(".json")
+    meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise RewardError(f"harmless reward head {str(path)!r} is not a readable safetensors file: {exc}") from exc
+    hidden = int(meta.get("hidden", state.get("net.0.weight", torch.zeros(256, 1)).shape[0]))
+    head = PairHead(embedding_dim, hidden=hidden)
+    expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        raise RewardError(
+            f"harmless reward head {str(path)!r} does not fit a {embedding_dim}-dimensional embedder: "
+            f"expected tensors {expected}, found {found}"
+        )
+    head.load_state_dict(state)
+    return head.eval(), meta
+
+
+class HarmlessReward:
+    """The built-in "harmless" reward. Prompt embeddings are cached: a request's prompt is scored
+    every round, its response changes."""
+
+    name = "harmless"
+
+    def __init__(self, head_path: str | Path | None = None, *, embedder: SentenceEmbedder | None = None,
+                 device: str | torch.device = "cpu", prompt_cache_size: int = 4096):
+        self.embedder = embedder or SentenceEmbedder(device=device)
+        self.head_path = Path(head_path) if head_path is not None else default_head_path()
+        self.head, self.meta = load_head(self.head_path, self.embedder.dim)
+        self.head.to(self.embedder.device)
+        self.default_target: float | None = self.meta.get("default_target")
+        self._prompt_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache_size = prompt_cache_size
+        self._lock = threading.Lock()
+
+    def _prompt_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
+        with self._lock:
+            missing = list(dict.fromkeys(p for p in prompts if p not in self._prompt_cache))
+        if missing:
+            encoded = self.embedder.encode(missing)
+            with self._lock:
+                for text, vector in zip(missing, encoded, strict=True):
+                    self._prompt_cache[text] = vector
+                while len(self._prompt_cache) > self._cache_size:
+                    self._prompt_cache.popitem(last=False)
+        with self._lock:
+            return torch.stack([self._prompt_cache[p] for p in prompts])
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        if not responses:
+            return []
+        prompt_vectors = self._prompt_embeddings(prompts)
+        response_vectors = self.embedder.encode(responses)
+        return self.head(prompt_vectors, response_vectors).float().cpu().tolist()
+
+    def __repr__(self) -> str:
+        return f"HarmlessReward(head={str(self.head_path)!r})"
