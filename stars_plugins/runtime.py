@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import queue
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ from stars_plugins.policy import HFPolicy, PromptInput, load_policy
 from stars_plugins.results import GenerationResult, Segment
 from stars_plugins.rewards import RewardModel, load_reward, score_checked
 from stars_plugins.rewards.registry import RewardSpec
+from stars_plugins.scheduler import Scheduler, scheduler_for
 
 
 class StarsRuntime:
@@ -130,11 +132,7 @@ class StarsRuntime:
         task stops the batch at its next round boundary."""
         # Tokenizing and resolving a reward model can take a while: not on the event loop either.
         job = await asyncio.to_thread(self.start, prompts, config, strategy=strategy, reward=reward, **overrides)
-        try:
-            results = await asyncio.to_thread(job.run)
-        except asyncio.CancelledError:
-            job.cancel()
-            raise
+        results = await job.arun()  # a cancelled task cancels its requests (aevents' finally)
         if raise_errors:
             _raise_first_error(results)
         return results
@@ -150,8 +148,10 @@ class StarsRuntime:
     ) -> AsyncGenerationStream:
         """`stream` for asyncio: segments arrive without blocking the event loop. Preparing the
         request happens in the worker thread too, so its errors surface at the first `__anext__`."""
+        if not isinstance(prompt, str) and _is_prompt_list(prompt):
+            raise PromptError("astream() takes one prompt; use agenerate() for several")
         return AsyncGenerationStream(
-            lambda: self.stream(prompt, config, strategy=strategy, reward=reward, **overrides)
+            lambda: self.start([prompt], config, strategy=strategy, reward=reward, **overrides)
         )
 
     def start(
@@ -170,7 +170,13 @@ class StarsRuntime:
         decoder = get_strategy(resolved.strategy)
         prepared = self.policy.prepare(prompt_list, resolved)
         requests = decoder.requests(prepared, resolved)
-        return GenerationJob(decoder, DecodeContext(self.policy, reward_model), requests)
+        return GenerationJob(decoder, DecodeContext(self.policy, reward_model), requests, self.scheduler)
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The policy's request scheduler, shared by every runtime using this policy. Tune it with
+        `runtime.scheduler.configure(max_batch_rows=..., max_wait=...)`."""
+        return scheduler_for(self.policy)
 
     def score(self, prompts: Sequence[str], responses: Sequence[str], reward: RewardSpec = None) -> list[float]:
         """Score (prompt, response) pairs with the runtime's (or the given) reward model."""
@@ -182,21 +188,68 @@ class StarsRuntime:
 
 
 class GenerationJob:
-    """Requests that were validated together and run as one lockstep batch."""
+    """Requests validated together. Running them submits them to the policy's scheduler, which
+    batches them with whatever else is running; each job receives only its own events."""
 
-    def __init__(self, decoder: Any, ctx: DecodeContext, requests: list[RequestState]):
-        self.decoder = decoder
+    def __init__(self, strategy: Any, ctx: DecodeContext, requests: list[RequestState], scheduler: Scheduler):
+        self.strategy = strategy
         self.ctx = ctx
         self.requests = requests
+        self.scheduler = scheduler
 
-    def events(self) -> Iterator[Event]:
+    def events(self) -> Generator[Event, None, None]:
+        """Events of this job's requests as they happen; closing the iterator early cancels them."""
         if not self.requests:
-            return iter(())
-        return self.decoder.run(self.ctx, self.requests)
+            return
+        inbox: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self.scheduler.submit(self.strategy, self.ctx, self.requests, inbox.put)
+        pending = len(self.requests)
+        try:
+            while pending:
+                event = inbox.get()
+                pending -= isinstance(event, FinishEvent)
+                yield event
+        finally:
+            if pending:
+                self.cancel()
+
+    async def aevents(self) -> AsyncIterator[Event]:
+        """`events` for asyncio: nothing blocks the event loop."""
+        if not self.requests:
+            return
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[Event] = asyncio.Queue()
+
+        def deliver(event: Event) -> None:
+            try:
+                loop.call_soon_threadsafe(inbox.put_nowait, event)
+            except RuntimeError:  # the event loop is closed: nobody is listening any more
+                self.cancel()
+
+        self.scheduler.submit(self.strategy, self.ctx, self.requests, deliver)
+        pending = len(self.requests)
+        try:
+            while pending:
+                event = await inbox.get()
+                pending -= isinstance(event, FinishEvent)
+                yield event
+        finally:
+            if pending:
+                self.cancel()
 
     def run(self) -> list[GenerationResult]:
+        return self._collect(self.events())
+
+    async def arun(self) -> list[GenerationResult]:
         results: dict[int, GenerationResult] = {}
-        for event in self.events():
+        async for event in self.aevents():
+            if isinstance(event, FinishEvent):
+                results[id(event.request)] = event.result
+        return [results.get(id(r)) or r.result() for r in self.requests]
+
+    def _collect(self, events: Iterator[Event]) -> list[GenerationResult]:
+        results: dict[int, GenerationResult] = {}
+        for event in events:
             if isinstance(event, FinishEvent):
                 results[id(event.request)] = event.result
         return [results.get(id(r)) or r.result() for r in self.requests]
@@ -212,7 +265,7 @@ class GenerationStream(Iterator[Segment]):
 
     def __init__(self, job: GenerationJob):
         self._job = job
-        self._events = job.events()
+        self._events: Generator[Event, None, None] = job.events()
         self.result: GenerationResult | None = None
 
     def __iter__(self) -> GenerationStream:
@@ -233,11 +286,14 @@ class GenerationStream(Iterator[Segment]):
         self._job.cancel()
 
     def close(self) -> None:
-        """Stop now and free the batch; the runtime stays ready for the next call."""
+        """Stop reading: the request leaves its batch at the next round boundary and the runtime
+        stays ready for the next call."""
         self._job.cancel()
-        close = getattr(self._events, "close", None)
-        if close is not None:
-            close()
+        self._events.close()
+
+    def __del__(self) -> None:
+        if self.result is None:
+            self._job.cancel()
 
     def __enter__(self) -> GenerationStream:
         return self
@@ -247,69 +303,46 @@ class GenerationStream(Iterator[Segment]):
 
 
 class AsyncGenerationStream(AsyncIterator[Segment]):
-    """A `GenerationStream` driven from a worker thread, consumed with `async for`.
+    """Accepted segments of one request for `async for`; `.result` is set when it ends.
 
     A consumer that leaves early should `await stream.aclose()`; one that just drops the stream
     cancels it when it is garbage-collected. Either way the request stops at its next round.
     """
 
-    def __init__(self, open_stream: Callable[[], GenerationStream]):
-        self._open_stream = open_stream
-        self._stream: GenerationStream | None = None
-        self._cancelled = False
-        self._queue: asyncio.Queue[Any] | None = None
+    def __init__(self, open_job: Callable[[], GenerationJob]):
+        self._open_job = open_job
+        self._job: GenerationJob | None = None
+        self._events: AsyncIterator[Event] | None = None
         self.result: GenerationResult | None = None
 
     def __aiter__(self) -> AsyncGenerationStream:
         return self
 
     async def __anext__(self) -> Segment:
-        if self._queue is None:
-            self._start()
-        assert self._queue is not None
-        kind, item = await self._queue.get()
-        if kind == "segment":
-            return item
-        self._queue.put_nowait((kind, item))  # every later __anext__ ends the same way
-        if kind == "error":
-            raise item
+        if self._events is None:
+            if self.result is not None:
+                raise StopAsyncIteration
+            self._job = await asyncio.to_thread(self._open_job)  # tokenizing: off the event loop
+            self._events = self._job.aevents()
+        async for event in self._events:
+            if isinstance(event, SegmentEvent):
+                return event.segment
+            if isinstance(event, FinishEvent):
+                self.result = event.result
+                if event.result.error is not None:
+                    raise event.result.error
         raise StopAsyncIteration
-
-    def _start(self) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._queue = queue
-
-        def put(kind: str, item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
-            except RuntimeError:  # the loop is gone: nobody is listening any more
-                self.cancel()
-
-        def pump() -> None:
-            try:
-                self._stream = self._open_stream()
-                if self._cancelled:
-                    self._stream.cancel()
-                for segment in self._stream:
-                    put("segment", segment)
-                self.result = self._stream.result
-                put("end", None)
-            except BaseException as exc:  # delivered to the consumer, not lost in the thread
-                self.result = self._stream.result if self._stream is not None else None
-                put("error", exc)
-
-        loop.run_in_executor(None, pump)
 
     def cancel(self) -> None:
         """Ask the request to stop at its next round boundary (safe from any thread)."""
-        self._cancelled = True
-        if self._stream is not None:
-            self._stream.cancel()
+        if self._job is not None:
+            self._job.cancel()
 
     async def aclose(self) -> None:
-        """Stop generation at the next round boundary (a consumer that leaves early)."""
+        """Stop generation (a consumer that leaves early) and release the stream."""
         self.cancel()
+        if self._events is not None:
+            await self._events.aclose()  # type: ignore[attr-defined]
 
     def __del__(self) -> None:
         if self.result is None:

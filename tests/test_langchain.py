@@ -29,6 +29,7 @@ from stars_plugins import (
     available_rewards,
 )
 from stars_plugins.policy import loaded_policies
+from stars_plugins.runtime import GenerationJob
 
 PROMPT = "Describe a sunny afternoon at the beach."
 # Small budgets: the machine has 2 cores shared with other test runs. max_rejections=0 keeps every
@@ -386,25 +387,25 @@ async def test_abatch_is_one_lockstep_batch(llm: StarsLLM, monkeypatch: pytest.M
 async def test_abandoned_astream_is_cancelled_and_runtime_stays_ready(
     monkeypatch: pytest.MonkeyPatch, runtime: StarsRuntime
 ) -> None:
-    streams: list[GenerationStream] = []
-    real_stream = StarsRuntime.stream
+    jobs: list[GenerationJob] = []
+    real_start = StarsRuntime.start
 
-    def stream(self: StarsRuntime, *args: Any, **kwargs: Any) -> GenerationStream:
-        streams.append(real_stream(self, *args, **kwargs))
-        return streams[-1]
+    def start(self: StarsRuntime, *args: Any, **kwargs: Any) -> GenerationJob:
+        jobs.append(real_start(self, *args, **kwargs))
+        return jobs[-1]
 
-    monkeypatch.setattr(StarsRuntime, "stream", stream)
+    monkeypatch.setattr(StarsRuntime, "start", start)
     llm = StarsLLM(max_tokens=48, horizon=4, max_rejections=0, seed=1)
     agen = llm.astream(PROMPT)
     assert await agen.__anext__()
     await agen.aclose()
-    (abandoned,) = streams
+    (abandoned,) = jobs[0].requests
     for _ in range(600):  # the request stops at its next round boundary
-        if abandoned.result is not None:
+        if abandoned.done:
             break
         await asyncio.sleep(0.05)
-    assert abandoned.result is not None and abandoned.result.finish_reason == "cancelled"
-    assert abandoned.result.stats.accepted_tokens < 48
+    assert abandoned.finish_reason == "cancelled"
+    assert abandoned.stats.accepted_tokens < 48
     assert (await llm.ainvoke(PROMPT, max_tokens=4)).strip()
 
 

@@ -236,8 +236,13 @@ def test_leaving_a_stream_early_stops_generation(llm):
     for chunk in llm.stream_complete(PROMPT, max_new_tokens=40, reward=reward, temperature=0):
         assert chunk.delta and "stats" not in chunk.raw  # not the last segment
         break
+    # the engine runs ahead of the reader and stops the request at its next round boundary
+    for _ in range(100):
+        if not llm.runtime.scheduler.busy:
+            break
+        time.sleep(0.05)
     calls = reward.calls
-    assert calls <= 3
+    assert calls <= 4, calls
     assert llm.complete(PROMPT, max_new_tokens=4).raw["stats"]["accepted_tokens"] <= 4
     assert reward.calls == calls  # nothing ran on after the consumer left
 

@@ -1,14 +1,16 @@
 """Decoding strategies on one interface: STARS and the baselines it is compared against.
 
-A strategy turns prepared prompts into `RequestState`s (`requests`) and runs them
-(`run(ctx, requests)`), yielding `SegmentEvent`s as segments are accepted and a `FinishEvent` per
-request.
+A strategy turns prepared prompts into `RequestState`s (`requests`) and opens *groups*: lockstep
+batches that admit requests between rounds and advance one round per `step()`, returning
+`SegmentEvent`s as segments are accepted and a `FinishEvent` per finished request. Requests whose
+`group_key` (and reward model) match can share a group. `run(ctx, requests)` drives one group to
+completion without the scheduler.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from stars_plugins.config import StarsConfig
 from stars_plugins.decoding.best_of_n import BestOfN
@@ -17,10 +19,31 @@ from stars_plugins.decoding.state import Event, FinishEvent, RequestState, Segme
 from stars_plugins.errors import UnknownStrategyError
 
 
+class Group(Protocol):
+    empty: bool
+    rows: int
+
+    def admit(self, requests: Sequence[RequestState]) -> list[Event]: ...
+
+    def step(self) -> list[Event]: ...
+
+    def accepts_newcomers(self) -> bool: ...
+
+    def evict(self) -> list[RequestState]: ...
+
+    def fail_all(self, error: BaseException) -> list[Event]: ...
+
+    def close(self) -> None: ...
+
+
 class Strategy(Protocol):
     name: str
 
     def requests(self, prepared: Sequence, config: StarsConfig) -> list[RequestState]: ...
+
+    def group_key(self, config: StarsConfig) -> tuple[Any, ...]: ...
+
+    def open_group(self, ctx: DecodeContext) -> Group: ...
 
     def run(self, ctx: DecodeContext, requests: list[RequestState]) -> Iterator[Event]: ...
 
@@ -64,6 +87,7 @@ __all__ = [
     "DecodeContext",
     "Event",
     "FinishEvent",
+    "Group",
     "RequestState",
     "SegmentEvent",
     "SegmentedDecoder",

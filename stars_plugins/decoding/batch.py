@@ -189,12 +189,48 @@ class LockstepBatch:
         return True
 
     def _compactable(self) -> bool:
-        from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+        """Column surgery (compaction, merging) is done for plain full-attention caches only."""
+        from transformers.cache_utils import DynamicLayer
 
         layers = getattr(self.cache, "layers", None)
-        return bool(layers) and all(
-            type(layer) is DynamicLayer and not isinstance(layer, DynamicSlidingWindowLayer) for layer in layers
-        )
+        return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+    def mergeable(self) -> bool:
+        return self.cache is None or self._compactable()
+
+    def merge(self, other: LockstepBatch) -> None:
+        """Append `other`'s rows (new requests, freshly prefilled) below this batch's rows.
+
+        The shorter of the two is left-padded with masked columns first; position ids come from
+        the mask, so the padding is invisible to the model.
+        """
+        if not (self.mergeable() and other.mergeable()):
+            raise ValueError("this model's cache layout does not support merging batches")
+        if other.num_rows == 0:
+            return
+        if self.num_rows == 0:
+            self.cache, self.mask, self.logits = other.cache, other.mask, other.logits
+            return
+        width = max(self.length, other.length)
+        self._pad_left(width - self.length)
+        other._pad_left(width - other.length)
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            mine.keys = torch.cat([mine.keys, theirs.keys], dim=0)
+            mine.values = torch.cat([mine.values, theirs.values], dim=0)
+        self.mask = torch.cat([self.mask, other.mask], dim=0)
+        self.logits = torch.cat([self.logits, other.logits], dim=0)
+        other.free()
+
+    def _pad_left(self, columns: int) -> None:
+        if columns <= 0:
+            return
+        for layer in self.cache.layers:
+            keys, values = layer.keys, layer.values
+            layer.keys = torch.cat([keys.new_zeros((*keys.shape[:2], columns, keys.shape[-1])), keys], dim=2)
+            layer.values = torch.cat(
+                [values.new_zeros((*values.shape[:2], columns, values.shape[-1])), values], dim=2
+            )
+        self.mask = torch.cat([self.mask.new_zeros((self.num_rows, columns)), self.mask], dim=1)
 
     def free(self) -> None:
         self.cache = None

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -49,6 +51,7 @@ class RequestState:
     finish_reason: FinishReason | None = None
     error: BaseException | None = None
     cancelled: bool = False
+    listener: Callable[[Any], None] | None = None  # receives this request's events (the scheduler sets it)
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:

@@ -40,6 +40,18 @@ class CallableReward:
         return f"CallableReward({self.name!r})"
 
 
+def reward_identity(reward: RewardModel) -> Any:
+    """What makes two reward references "the same model" for batching: the object itself, or for
+    wrapped functions the function (bound methods of one object compare equal)."""
+    if isinstance(reward, CallableReward):
+        try:
+            hash(reward.fn)
+        except TypeError:
+            return ("callable", id(reward.fn))
+        return ("callable", reward.fn)
+    return ("model", id(reward))
+
+
 def to_floats(raw: Any, expected: int, name: str) -> list[float]:
     """Normalise a reward model's output (list, numpy array, tensor) into `expected` floats.
 

@@ -1,0 +1,200 @@
+"""The request scheduler: concurrent callers share lockstep batches, join between rounds, leave when
+cancelled, and keep their own results and stats; faults stay with the request or group that caused them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+import torch
+
+from stars_plugins import StarsConfig, StarsRuntime
+from stars_plugins.decoding import batch as batch_module
+
+GREEDY = StarsConfig(temperature=0.0, horizon=4, max_new_tokens=24, target_reward=0.0, acceptance="hard")
+PROMPTS = ["the first prompt", "a second, somewhat longer prompt", "third", "and a fourth one here"]
+
+
+class Recorder:
+    """A reward that accepts everything and records how many responses each call scored."""
+
+    def __init__(self, delay: float = 0.0):
+        self.sizes: list[int] = []
+        self.prompts: list[set[str]] = []
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def __call__(self, prompts, responses):
+        with self.lock:
+            self.sizes.append(len(responses))
+            self.prompts.append(set(prompts))
+        time.sleep(self.delay)
+        return [1.0] * len(responses)
+
+
+@pytest.fixture
+def tiny(tiny_model_dirs) -> StarsRuntime:
+    rt = StarsRuntime.from_pretrained(tiny_model_dirs["llama"])
+    rt.scheduler.configure(max_batch_rows=64, max_wait=0.05)
+    return rt
+
+
+def alone(rt, prompt, config, reward):
+    return rt.generate([prompt], config, reward=reward)[0]
+
+
+def run_threads(fn, args_list):
+    barrier = threading.Barrier(len(args_list))
+    results: list = [None] * len(args_list)
+
+    def worker(i, args):
+        barrier.wait()
+        results[i] = fn(*args)
+
+    threads = [threading.Thread(target=worker, args=(i, a)) for i, a in enumerate(args_list)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def test_concurrent_callers_share_one_batch_and_get_their_own_results(tiny):
+    reward = Recorder()
+    expected = [alone(tiny, p, GREEDY, reward) for p in PROMPTS]
+    reward.sizes.clear()
+    results = run_threads(lambda p: alone(tiny, p, GREEDY, reward), [(p,) for p in PROMPTS])
+    assert [r.token_ids for r in results] == [e.token_ids for e in expected]
+    assert max(reward.sizes) == len(PROMPTS)  # one reward call scored all four callers' candidates
+    for got, want in zip(results, expected, strict=True):  # stats are each request's own
+        assert (got.stats.sampled_tokens, got.stats.rounds, got.stats.segments) == (
+            want.stats.sampled_tokens, want.stats.rounds, want.stats.segments)
+
+
+def test_a_request_joins_a_running_batch_at_a_round_boundary_without_changing_any_output(tiny):
+    reward = Recorder(delay=0.02)  # slows rounds so the second caller arrives mid-batch
+    long_config = GREEDY.updated(max_new_tokens=60)
+    long_alone = alone(tiny, PROMPTS[0], long_config, reward)
+    short_alone = alone(tiny, PROMPTS[1], GREEDY, reward)
+    reward.sizes.clear()
+    reward.prompts.clear()
+
+    stream = tiny.stream(PROMPTS[0], long_config, reward=reward)
+    first = next(stream)  # the long request is now running
+    assert first.text
+    joined = alone(tiny, PROMPTS[1], GREEDY, reward)
+    rest = list(stream)
+    assert joined.token_ids == short_alone.token_ids
+    assert stream.result.token_ids == long_alone.token_ids
+    assert "".join(s.text for s in [first, *rest]) == long_alone.text
+    assert any(p == {PROMPTS[0], PROMPTS[1]} for p in reward.prompts)  # scored together after the join
+
+
+def test_requests_with_another_horizon_run_in_their_own_group(tiny):
+    reward = Recorder(delay=0.01)
+    other = GREEDY.updated(horizon=6)
+    results = run_threads(
+        lambda p, c: alone(tiny, p, c, reward),
+        [(PROMPTS[0], GREEDY), (PROMPTS[1], GREEDY), (PROMPTS[2], other), (PROMPTS[3], other)],
+    )
+    assert all(r.stats.accepted_tokens == 24 for r in results)
+    for prompts in reward.prompts:  # never a batch mixing the two horizons
+        assert not (prompts & {PROMPTS[0], PROMPTS[1]} and prompts & {PROMPTS[2], PROMPTS[3]})
+    assert {frozenset(p) for p in reward.prompts} >= {frozenset(PROMPTS[:2]), frozenset(PROMPTS[2:])}
+
+
+async def test_a_cancelled_task_leaves_at_the_next_round_and_the_others_finish(tiny):
+    reward = Recorder(delay=0.02)
+    config = GREEDY.updated(max_new_tokens=200)
+    doomed = asyncio.create_task(tiny.agenerate([PROMPTS[0]], config, reward=reward))
+    survivor = asyncio.create_task(tiny.agenerate([PROMPTS[1]], GREEDY, reward=reward))
+    await asyncio.sleep(0.3)
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    [result] = await survivor
+    assert result.stats.accepted_tokens == 24
+    for _ in range(100):  # the cancelled request leaves the engine soon after
+        if not tiny.scheduler.busy:
+            break
+        await asyncio.sleep(0.05)
+    assert not tiny.scheduler.busy
+    assert (await tiny.agenerate([PROMPTS[2]], GREEDY, reward=reward))[0].stats.accepted_tokens == 24
+
+
+def test_an_abandoned_stream_is_cancelled_and_the_runtime_stays_ready(tiny):
+    reward = Recorder()
+    stream = tiny.stream(PROMPTS[0], GREEDY.updated(max_new_tokens=200), reward=reward)
+    next(stream)
+    del stream  # no close(): garbage collection cancels it
+    for _ in range(100):
+        if not tiny.scheduler.busy:
+            break
+        time.sleep(0.05)
+    assert not tiny.scheduler.busy
+    assert alone(tiny, PROMPTS[1], GREEDY, reward).stats.accepted_tokens == 24
+
+
+def test_a_reward_failing_for_one_caller_fails_only_that_caller(tiny):
+    def picky(prompts, responses):
+        if PROMPTS[2] in prompts:
+            raise RuntimeError("this prompt breaks the reward model")
+        return [1.0] * len(responses)
+
+    results = run_threads(
+        lambda p: tiny.generate([p], GREEDY, reward=picky, raise_errors=False)[0], [(p,) for p in PROMPTS]
+    )
+    assert [r.finish_reason == "error" for r in results] == [False, False, True, False]
+    assert "breaks the reward model" in str(results[2].error)
+    assert all(r.stats.accepted_tokens == 24 for i, r in enumerate(results) if i != 2)
+
+
+def test_out_of_memory_splits_the_batch_and_every_caller_still_gets_its_exact_result(tiny, monkeypatch):
+    reward = Recorder()
+    expected = [alone(tiny, p, GREEDY, reward) for p in PROMPTS]
+    original = batch_module.LockstepBatch.run_round
+    failures = []
+
+    def small_memory(self, budgets, *args, **kwargs):
+        if self.num_rows > 2:
+            failures.append(self.num_rows)
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+        return original(self, budgets, *args, **kwargs)
+
+    monkeypatch.setattr(batch_module.LockstepBatch, "run_round", small_memory)
+    results = tiny.generate(PROMPTS, GREEDY, reward=reward)
+    assert failures  # the first round of four rows ran out of memory
+    assert [r.token_ids for r in results] == [e.token_ids for e in expected]
+    assert all(r.finish_reason in ("length", "eos") for r in results)
+
+
+def test_an_unexpected_error_fails_its_group_and_the_engine_keeps_serving(tiny, monkeypatch):
+    reward = Recorder()
+    original = batch_module.LockstepBatch.run_round
+    calls = []
+
+    def broken_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("a bug in one round")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(batch_module.LockstepBatch, "run_round", broken_once)
+    with pytest.raises(ValueError, match="a bug in one round"):
+        tiny.generate([PROMPTS[0]], GREEDY, reward=reward)
+    assert alone(tiny, PROMPTS[1], GREEDY, reward).stats.accepted_tokens == 24
+
+
+def test_max_batch_rows_bounds_a_group_and_waiting_requests_join_as_rows_free(tiny):
+    reward = Recorder()
+    tiny.scheduler.configure(max_batch_rows=2)
+    try:
+        expected = [alone(tiny, p, GREEDY, reward) for p in PROMPTS]
+        reward.sizes.clear()
+        results = tiny.generate(PROMPTS, GREEDY, reward=reward)
+    finally:
+        tiny.scheduler.configure(max_batch_rows=64)
+    assert max(reward.sizes) <= 2
+    assert [r.token_ids for r in results] == [e.token_ids for e in expected]
