@@ -174,3 +174,89 @@ def run_bench(
         "comparisons": comparisons(rows),
         "table": markdown_table(rows),
     }
+
+
+# ---------------------------------------------------------------------------- concurrent callers
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _mode_summary(results: Sequence[GenerationResult], latencies: Sequence[float], wall: float) -> dict[str, Any]:
+    tokens = sum(r.stats.accepted_tokens for r in results)
+    return {
+        "requests": len(results),
+        "accepted_tokens": tokens,
+        "wall_seconds": round(wall, 3),
+        "tokens_per_second": round(tokens / wall, 2) if wall else 0.0,
+        "latency_p50": round(_percentile(latencies, 0.5), 3),
+        "latency_p95": round(_percentile(latencies, 0.95), 3),
+    }
+
+
+def run_concurrent(
+    runtime: StarsRuntime,
+    prompts: Sequence[str],
+    configs: Sequence[StarsConfig],
+    *,
+    callers: int = 16,
+) -> dict[str, Any]:
+    """`callers` requests (split evenly over `configs`) issued at once from separate threads, against
+    the same requests one after another. Latency is measured per request from the common start."""
+    import threading
+
+    work = [(prompts[i % len(prompts)], configs[i * len(configs) // callers]) for i in range(callers)]
+    runtime.generate(list(prompts[:2]), configs[0].updated(max_new_tokens=4))  # warm-up
+
+    sequential: list[GenerationResult] = []
+    seq_latencies = []
+    start = time.perf_counter()
+    for prompt, config in work:
+        sequential.extend(runtime.generate([prompt], config))
+        seq_latencies.append(time.perf_counter() - start)
+    seq_wall = time.perf_counter() - start
+
+    concurrent: list[GenerationResult | None] = [None] * callers
+    latencies = [0.0] * callers
+    barrier = threading.Barrier(callers + 1)
+
+    def caller(i: int) -> None:
+        barrier.wait()
+        concurrent[i] = runtime.generate([work[i][0]], work[i][1])[0]
+        latencies[i] = time.perf_counter() - start_concurrent
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+    for thread in threads:
+        thread.start()
+    start_concurrent = time.perf_counter()
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    conc_wall = time.perf_counter() - start_concurrent
+    done = [r for r in concurrent if r is not None]
+    report = {
+        "policy": runtime.model_name,
+        "reward": runtime.reward.name,
+        "callers": callers,
+        "configs": [c.model_dump(include={"strategy", "horizon", "num_candidates", "max_new_tokens", "temperature"})
+                    for c in configs],
+        "sequential": _mode_summary(sequential, seq_latencies, seq_wall),
+        "concurrent": _mode_summary(done, latencies, conc_wall),
+    }
+    report["throughput_ratio"] = round(
+        report["concurrent"]["tokens_per_second"] / report["sequential"]["tokens_per_second"], 3
+    )
+    return report
+
+
+def concurrent_table(report: dict[str, Any]) -> str:
+    rows = ["| mode | requests | accepted tok/s | p50 latency s | p95 latency s | wall s |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for mode in ("sequential", "concurrent"):
+        m = report[mode]
+        rows.append(f"| {mode} | {m['requests']} | {m['tokens_per_second']:.1f} | {m['latency_p50']:.2f} "
+                    f"| {m['latency_p95']:.2f} | {m['wall_seconds']:.1f} |")
+    return "\n".join(rows)

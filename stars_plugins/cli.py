@@ -118,6 +118,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     prompts = load_prompt_file(args.prompts) if args.prompts else builtin_prompts()
     prompts = prompts[: args.num_prompts]
     runtime = _runtime(args)
+    if args.concurrent:
+        return _bench_concurrent(args, runtime, prompts)
     report = run_bench(
         runtime, prompts, strategies=args.strategies.split(","),
         batch_sizes=[int(b) for b in args.batch_sizes.split(",")], config=_config(args),
@@ -132,6 +134,97 @@ def cmd_bench(args: argparse.Namespace) -> int:
     output.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {output}")
     return 0
+
+
+def _bench_concurrent(args: argparse.Namespace, runtime: Any, prompts: list[str]) -> int:
+    from stars_plugins.bench import concurrent_table, run_concurrent
+
+    first = _config(args)
+    second = first.updated(horizon=max(1, args.horizon // 2), temperature=0.7)  # another group
+    report = run_concurrent(runtime, prompts, [first, second], callers=args.callers)
+    print(concurrent_table(report))
+    print(f"\nconcurrent vs sequential throughput: {report['throughput_ratio']}x")
+    output = Path(args.output if args.output != "bench-results/bench.json" else "bench-results/concurrent.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- train-reward
+def cmd_train_reward(args: argparse.Namespace) -> int:
+    from stars_plugins.rewards.harmless import default_head_path
+    from stars_plugins.rewards.training import train_harmless_head
+
+    output = Path(args.output) if args.output else default_head_path().parent
+    report = train_harmless_head(
+        args.data or None, output, seed=args.seed, epochs=args.epochs,
+        log=lambda line: print(line, file=sys.stderr), progress=not args.no_progress,
+    )
+    print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
+def _train_reward_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", action="append", metavar="PATH",
+                   help="preference data file (JSONL), repeatable; the first one is the reference set whose "
+                        "held-out accuracy is reported (default: the shipped hand-written and on-policy pairs)")
+    p.add_argument("--output", default=None, metavar="DIR",
+                   help="folder (or .safetensors path) for the head; default: the package's own weights folder")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(seed=0)
+
+
+# ---------------------------------------------------------------------------- eval
+def cmd_eval(args: argparse.Namespace) -> int:
+    from stars_plugins.config import StarsConfig
+    from stars_plugins.decoding import available_strategies
+    from stars_plugins.evaluation import first_per_kind, load_eval_prompts, markdown_table, run_eval, write_report
+
+    prompts = first_per_kind(load_eval_prompts(args.prompts), args.limit)
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in available_strategies()]
+    if unknown or not strategies:
+        raise ValueError(f"unknown strategies {', '.join(unknown) or '(none given)'}; "
+                         f"available: {', '.join(available_strategies())}")
+    config = StarsConfig(
+        horizon=args.horizon, num_candidates=args.candidates, max_new_tokens=args.max_new_tokens,
+        max_rejections=args.max_rejections, target_reward=args.target_reward, temperature=args.temperature,
+        alpha=args.alpha, beta=args.beta, seed=args.seed, system_prompt=args.system_prompt,
+    )
+    runtime = _runtime(args, reward="harmless")
+    print(f"policy: {runtime.model_name}   reward: {runtime.reward.name}   {len(prompts)} prompts   "
+          f"K={config.horizon} N={config.num_candidates} max_new_tokens={config.max_new_tokens}", file=sys.stderr)
+    report = run_eval(
+        runtime, prompts, config, strategies=strategies, batch_size=args.batch_size, best_of_n=args.best_of_n,
+        progress=not args.no_progress, log=lambda line: print(line, file=sys.stderr),
+    )
+    report["command"] = "stars eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else None
+    paths = write_report(report, args.output)
+    print(markdown_table(report))
+    if report["best_of_n"]:
+        print(f"\nbest_of_n: N = {report['best_of_n']['n']} ({report['best_of_n']['how']})")
+    print(f"\nwrote {paths['json']}, {paths['markdown']}" + (f", {paths['png']}" if paths["png"] else ""))
+    if paths["png"] is None:
+        print("no chart: matplotlib is missing; pip install 'stars-plugins[plot]'", file=sys.stderr)
+    return 0
+
+
+def _eval_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prompts", default=None, metavar="FILE.jsonl",
+                   help="prompt set: JSONL with 'kind' (harmful/benign) and 'prompt' (default: the shipped eval set)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N prompts of each kind")
+    p.add_argument("--strategies", default="vanilla,best_of_n,cards,stars", help="comma-separated")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the target in the initial threshold")
+    p.add_argument("--beta", type=float, default=0.7, help="temperature of soft acceptance")
+    p.add_argument("--system-prompt", default=None, help="system message, applied to every strategy alike")
+    p.add_argument("--best-of-n", type=int, default=None, metavar="N",
+                   help="best-of-N's N (default: matched to STARS's measured sampled tokens per request)")
+    p.add_argument("--batch-size", type=int, default=32, help="prompts per lockstep batch")
+    p.add_argument("--output", default="eval-results", metavar="DIR", help="folder for eval.json/.md/.png")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(seed=0, max_new_tokens=64, candidates=4)
 
 
 # ---------------------------------------------------------------------------- wiring
@@ -160,12 +253,20 @@ def _bench_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-prompts", type=int, default=16)
     p.add_argument("--output", default="bench-results/bench.json")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--concurrent", action="store_true",
+                   help="callers issuing requests at once (half with --horizon, half with half of it) "
+                        "against the same requests one after another")
+    p.add_argument("--callers", type=int, default=16, help="with --concurrent: how many callers")
 
 
 COMMANDS: list[Command] = [
     ("generate", "generate a response to one prompt", _generate_parser, cmd_generate),
     ("demo", "plain sampling and STARS side by side on the embedded models", _demo_parser, cmd_demo),
     ("bench", "throughput, reward and cost of strategies x batch sizes", _bench_parser, cmd_bench),
+    ("train-reward", "train the \"harmless\" reward head from preference data", _train_reward_parser,
+     cmd_train_reward),
+    ("eval", "refusal, over-refusal, reward and speed of every strategy on a harmful/benign prompt set",
+     _eval_parser, cmd_eval),
 ]
 
 
