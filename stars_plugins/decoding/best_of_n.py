@@ -12,6 +12,7 @@ from stars_plugins.decoding.segmented import (
     SegmentedDecoder,
     SegmentedGroup,
     fixed_horizon,
+    run_group,
     score_texts,
 )
 from stars_plugins.decoding.state import Candidate, Event, FinishEvent, RequestState, SegmentEvent
@@ -38,13 +39,7 @@ class BestOfN:
         return BestOfNGroup(self, ctx)
 
     def run(self, ctx: DecodeContext, requests: list[RequestState]) -> Iterator[Event]:
-        group = self.open_group(ctx)
-        try:
-            yield from group.admit(requests)
-            while not group.empty:
-                yield from group.step()
-        finally:
-            group.close()
+        return run_group(self.open_group(ctx), requests)
 
 
 class BestOfNGroup:

@@ -76,13 +76,17 @@ class SegmentedDecoder:
 
     def run(self, ctx: DecodeContext, requests: list[RequestState]) -> Iterator[Event]:
         """Run `requests` to completion in one batch of their own."""
-        group = self.open_group(ctx)
-        try:
-            yield from group.admit(requests)
-            while not group.empty:
-                yield from group.step()
-        finally:
-            group.close()
+        return run_group(self.open_group(ctx), requests)
+
+
+def run_group(group: Any, requests: list[RequestState]) -> Iterator[Event]:
+    """Admit `requests` into a fresh group and step it until they have all finished."""
+    try:
+        yield from group.admit(requests)
+        while not group.empty:
+            yield from group.step()
+    finally:
+        group.close()
 
 
 class SegmentedGroup:
@@ -423,5 +427,6 @@ __all__ = [
     "SegmentedGroup",
     "entropy_boundary",
     "fixed_horizon",
+    "run_group",
     "score_texts",
 ]

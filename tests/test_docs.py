@@ -1,0 +1,25 @@
+"""Docs that match the code: every setting is documented, every README command exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from stars_plugins import StarsConfig
+from stars_plugins.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_config_field_is_in_the_configuration_reference():
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    missing = [name for name in StarsConfig.model_fields if f"`{name}`" not in text]
+    assert not missing, f"document these StarsConfig fields in docs/configuration.md: {missing}"
+
+
+def test_every_stars_subcommand_named_in_the_readme_exists():
+    readme = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"^\s*stars ([a-z-]+)", readme, flags=re.MULTILINE))
+    commands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+    assert named and named <= commands, f"README names unknown commands: {named - commands}"
+    assert "make demo" in readme and "make test" in readme
