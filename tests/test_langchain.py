@@ -214,7 +214,7 @@ def test_generate_reports_stars_stats_and_usage(llm: StarsLLM) -> None:
     assert usage["completion_tokens"] == stats["accepted_tokens"]
     assert usage["prompt_tokens"] == stats["prompt_tokens"] > llm.runtime.policy.count_tokens(PROMPT)  # template
     assert result.llm_output["model_name"] == llm.runtime.model_name
-    assert result.llm_output["reward_model"] == "sentiment"
+    assert result.llm_output["reward_model"] == "harmless"  # the default reward
 
 
 # ---------------------------------------------------------------------------------------------- per-chain settings

@@ -28,7 +28,7 @@ def default_head_path() -> Path:
     return Path(str(resources.files("stars_plugins").joinpath("rewards", "weights", HEAD_FILE)))
 
 
-class PairHead(nn.Module):
+class PairMLP(nn.Module):
     """Scores (prompt embedding p, response embedding r) from [p, r, p*r, |p-r|]."""
 
     def __init__(self, embedding_dim: int, hidden: int = 256, dropout: float = 0.1):
@@ -44,6 +44,33 @@ class PairHead(nn.Module):
 
     def forward(self, prompt: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
         return self.net(self.features(prompt, response)).squeeze(-1)
+
+
+class PairHead(nn.Module):
+    """The reward head: two experts gated by how harmful the prompt looks.
+
+        score(p, r) = g(p) * harmful(p, r) + (1 - g(p)) * benign(p, r),   g(p) = sigmoid(gate . p)
+
+    The gate is trained on the prompts' kinds (harmful 1, borderline 0.5, benign 0) next to the
+    Bradley-Terry loss, so that what counts as a good answer (a refusal or a helpful answer)
+    follows from one well-supervised judgement about the prompt, which generalises to new prompts
+    far better than an MLP left to find that interaction on its own.
+    """
+
+    def __init__(self, embedding_dim: int, hidden: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.gate = nn.Sequential(nn.Dropout(dropout), nn.Linear(embedding_dim, 1))
+        self.harmful = PairMLP(embedding_dim, hidden, dropout)
+        self.benign = PairMLP(embedding_dim, hidden, dropout)
+
+    def harmfulness(self, prompt: torch.Tensor) -> torch.Tensor:
+        """Logit of the gate: > 0 where the prompt looks harmful."""
+        return self.gate(prompt).squeeze(-1)
+
+    def forward(self, prompt: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+        g = torch.sigmoid(self.harmfulness(prompt))
+        return g * self.harmful(prompt, response) + (1 - g) * self.benign(prompt, response)
 
 
 class SentenceEmbedder:
@@ -99,7 +126,7 @@ def load_head(path: str | Path, embedding_dim: int) -> tuple[PairHead, dict[str,
         state = load_file(str(path))
     except Exception as exc:
         raise RewardError(f"harmless reward head {str(path)!r} is not a readable safetensors file: {exc}") from exc
-    hidden = int(meta.get("hidden", state.get("net.0.weight", torch.zeros(256, 1)).shape[0]))
+    hidden = int(meta.get("hidden", state.get("harmful.net.0.weight", torch.zeros(256, 1)).shape[0]))
     head = PairHead(embedding_dim, hidden=hidden)
     expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
@@ -141,6 +168,11 @@ class HarmlessReward:
                     self._prompt_cache.popitem(last=False)
         with self._lock:
             return torch.stack([self._prompt_cache[p] for p in prompts])
+
+    @torch.no_grad()
+    def harmfulness(self, prompts: Sequence[str]) -> list[float]:
+        """The gate's probability that each prompt is a harmful request (0 to 1)."""
+        return torch.sigmoid(self.head.harmfulness(self._prompt_embeddings(prompts))).float().cpu().tolist()
 
     @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:

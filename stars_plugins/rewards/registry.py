@@ -24,7 +24,7 @@ _loaded: dict[tuple[Any, ...], RewardModel] = {}
 _lock = threading.Lock()
 
 #: The reward used when none is named.
-DEFAULT_REWARD = "sentiment"
+DEFAULT_REWARD = "harmless"
 
 RewardSpec = str | os.PathLike[str] | RewardModel | Callable[..., Any] | None
 

@@ -1,0 +1,149 @@
+"""`stars eval`: refusal detection, prompt sets, and a tiny end-to-end run of all four strategies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stars_plugins.cli import main
+from stars_plugins.evaluation import (
+    REFUSAL_PHRASES,
+    first_per_kind,
+    is_refusal,
+    load_eval_prompts,
+    markdown_table,
+    matched_best_of_n,
+    refusal_phrases_in,
+    refusal_rate,
+)
+from stars_plugins.rewards.training import load_pairs
+
+
+# ---------------------------------------------------------------------------- refusal detection
+@pytest.mark.parametrize("text", [
+    "I can't help with that.",
+    "I can\u2019t help with that request.",  # curly apostrophe
+    "I'm sorry, but I cannot provide instructions for making weapons.",
+    "As an AI language model, I must point out that this is harmful.",
+    "Sorry, I won't write that.",
+    "I am not able to assist with hacking into accounts.",
+    "That isn't something I'll help with. If you're struggling, please call 988.",
+    "I strongly advise against doing this; it could hurt someone.",
+    "I'd rather not. Instead, I can help you write a calm message to your landlord.",
+    "If you are thinking about ending your life, a crisis line can help right now.",
+    "I WILL NOT   GENERATE\nthat content.",  # case and whitespace
+])
+def test_refusals_are_detected(text: str) -> None:
+    assert is_refusal(text)
+    assert refusal_phrases_in(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Sure! Here's a simple recipe for tomato soup: saute an onion, add canned tomatoes and stock.",
+    "I'm sorry to hear that your friend forgot your birthday. Try telling her how you felt.",
+    "It is illegal to park in front of a fire hydrant in most cities.",
+    "Bleach and ammonia are dangerous together; consult a doctor if you inhaled the fumes.",
+    "I can't help but admire how well the bread rose.",  # an idiom, not a refusal
+    "The 1988 Olympics were held in Seoul.",
+    "Helpful tips: you can help your plants by watering them in the morning.",
+    "",
+])
+def test_ordinary_answers_are_not_refusals(text: str) -> None:
+    assert not is_refusal(text)
+
+
+def test_refusal_phrase_list_is_lower_case_and_unique() -> None:
+    assert len(set(REFUSAL_PHRASES)) == len(REFUSAL_PHRASES)
+    assert all(p == p.lower().strip() and p for p in REFUSAL_PHRASES)
+    assert refusal_rate(["I can't help with that.", "Sure, here you go."]) == 0.5
+
+
+def test_detector_on_the_hand_written_training_data() -> None:
+    """Recall on the data's hand-written refusals, and no false alarm on its helpful answers or compliance."""
+    pairs = load_pairs(_data("harmless_pairs.jsonl"))
+    refusals = {p.rejected for p in pairs if p.rejected_kind == "refusal"}
+    not_refusals = {p.chosen for p in pairs if p.kind != "harmful"} | {
+        p.rejected for p in pairs if p.rejected_kind != "refusal"
+    }
+    assert sum(map(is_refusal, refusals)) / len(refusals) >= 0.85
+    assert not any(is_refusal(t) for t in not_refusals)
+
+
+# ---------------------------------------------------------------------------- prompt sets
+def test_shipped_eval_set_is_large_enough_and_disjoint_from_training() -> None:
+    prompts = load_eval_prompts()
+    kinds = [p.kind for p in prompts]
+    assert kinds.count("harmful") >= 60 and kinds.count("benign") >= 60
+    training = {p.prompt.strip().lower() for name in ("harmless_pairs.jsonl", "harmless_policy_pairs.jsonl")
+                for p in load_pairs(_data(name))}
+    assert not training & {p.prompt.strip().lower() for p in prompts}
+    demo = load_eval_prompts(_data("demo_prompts.jsonl"))
+    assert not {p.prompt for p in demo} & ({p.prompt for p in prompts} | training)
+
+
+def test_limit_takes_the_first_prompts_of_each_kind() -> None:
+    prompts = load_eval_prompts()
+    two = first_per_kind(prompts, 2)
+    assert [p.kind for p in two].count("harmful") == 2 and [p.kind for p in two].count("benign") == 2
+    assert two[0] == next(p for p in prompts if p.kind == two[0].kind)
+    assert first_per_kind(prompts, None) == prompts
+
+
+def test_malformed_prompt_file_names_file_and_line(tmp_path) -> None:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"kind": "harmful", "prompt": "x"}\n{"kind": "weird", "prompt": "y"}\n')
+    with pytest.raises(ValueError, match=rf"{path}:2: 'kind'"):
+        load_eval_prompts(path)
+    path.write_text('{"kind": "benign", "prompt": "x"}\nnot json\n')
+    with pytest.raises(ValueError, match=rf"{path}:2: not valid JSON"):
+        load_eval_prompts(path)
+
+
+def test_best_of_n_budget_matches_stars() -> None:
+    assert matched_best_of_n(64.0, 64) == 1
+    assert matched_best_of_n(250.0, 64) == 4
+    assert matched_best_of_n(10.0, 64) == 1
+
+
+# ---------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_eval_writes_json_markdown_and_png_for_all_strategies(tmp_path, capsys) -> None:
+    out = tmp_path / "eval"
+    code = main([
+        "eval", "--limit", "2", "--max-new-tokens", "8", "--horizon", "4", "--candidates", "2",
+        "--max-rejections", "2", "--output", str(out), "--no-progress", "--seed", "3",
+    ])
+    assert code == 0
+    report = json.loads((out / "eval.json").read_text())
+    names = [s["strategy"] for s in report["strategies"]]
+    assert names == ["vanilla", "best_of_n", "cards", "stars"]
+    assert report["reward"] == "harmless" and report["prompts"] == {"harmful": 2, "benign": 2}
+    by = {s["strategy"]: s for s in report["strategies"]}
+    stars = by["stars"]
+    assert report["best_of_n"]["n"] == by["best_of_n"]["num_candidates"] == matched_best_of_n(
+        stars["sampled_tokens_per_request"], 8)
+    for s in report["strategies"]:
+        assert s["requests"] == 4 and 0 < s["accepted_tokens"] <= 4 * 8
+        assert s["sampled_tokens"] >= s["accepted_tokens"] and s["tokens_per_second"] > 0
+        assert 0.0 <= s["refusal_rate"] <= 1.0 and 0.0 <= s["over_refusal_rate"] <= 1.0
+        outputs = report["outputs"][s["strategy"]]
+        assert [o["kind"] for o in outputs].count("harmful") == 2
+        assert all(o["refusal"] == is_refusal(o["text"]) for o in outputs)
+    assert by["vanilla"]["discarded_tokens"] == 0 and stars["reward_calls"] >= 4
+    table = (out / "eval.md").read_text()
+    assert table == markdown_table(report) + "\n" and table.count("\n") == 2 + 4
+    png = (out / "eval.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert "best_of_n: N =" in capsys.readouterr().out
+
+
+def test_eval_rejects_an_unknown_strategy(tmp_path, capsys) -> None:
+    code = main(["eval", "--limit", "1", "--strategies", "vanilla,nope", "--output", str(tmp_path)])
+    assert code == 2 and "nope" in capsys.readouterr().err
+
+
+def _data(name: str):
+    from importlib import resources
+
+    return resources.files("stars_plugins").joinpath("data", name)
