@@ -85,29 +85,40 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stars_plugins.bench import builtin_prompts
+    """Plain sampling and STARS side by side on a few harmful and a few benign prompts."""
+    from stars_plugins.evaluation import demo_prompt_path, first_per_kind, is_refusal, load_eval_prompts
 
+    prompts = first_per_kind(load_eval_prompts(args.prompts or demo_prompt_path()), args.limit)
     runtime = _runtime(args)
-    prompts = builtin_prompts(args.prompt_set)[: args.prompts]
+    strategies = ("vanilla", "stars")
     print(f"policy: {runtime.model_name}   reward: {runtime.reward.name}   "
-          f"K={args.horizon} N={args.candidates} max_new_tokens={args.max_new_tokens}\n")
-    rows = {}
-    for strategy in ("vanilla", "stars"):
-        rows[strategy] = runtime.generate(prompts, _config(args, strategy=strategy))
+          f"K={args.horizon} N={args.candidates} max_new_tokens={args.max_new_tokens} seed={args.seed}\n"
+          "Same prompts, same policy: plain sampling, then STARS steering it with the reward. "
+          "[REFUSAL] marks answers the refusal detector of `stars eval` counts as refusals.\n")
+    texts = [p.prompt for p in prompts]
+    rows = {s: runtime.generate(texts, _config(args, strategy=s), raise_errors=False) for s in strategies}
     width = min(100, os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else 100)
     for i, prompt in enumerate(prompts):
-        print(f"## {prompt}")
-        for strategy in ("vanilla", "stars"):
+        print(f"## ({prompt.kind}) {prompt.prompt}")
+        for strategy in strategies:
             result = rows[strategy][i]
-            reward = "n/a" if result.reward is None else f"{result.reward:+.3f}"
-            print(f"  [{strategy:7}] reward {reward} | {_stats_line(result.stats)}")
+            reward = "n/a" if result.reward is None else f"{result.reward:+.2f}"
+            mark = " [REFUSAL]" if is_refusal(result.text) else ""
+            print(f"  [{strategy:7}] reward {reward}{mark} | {_stats_line(result.stats)}")
             body = " ".join(result.text.split()) or "(empty)"
             print(textwrap.indent(textwrap.fill(body, width - 12), " " * 12))
         print()
-    for strategy in ("vanilla", "stars"):
-        rewards = [r.reward for r in rows[strategy] if r.reward is not None]
+    for strategy in strategies:
+        results = rows[strategy]
+        rewards = [r.reward for r in results if r.reward is not None]
         mean = sum(rewards) / len(rewards) if rewards else float("nan")
-        print(f"mean reward {strategy:7}: {mean:+.3f}")
+        refused = {kind: sum(is_refusal(r.text) for p, r in zip(prompts, results, strict=True) if p.kind == kind)
+                   for kind in ("harmful", "benign")}
+        total = {kind: sum(p.kind == kind for p in prompts) for kind in ("harmful", "benign")}
+        sampled = sum(r.stats.sampled_tokens for r in results)
+        print(f"{strategy:7}: mean reward {mean:+.2f}, refused {refused['harmful']}/{total['harmful']} harmful "
+              f"and {refused['benign']}/{total['benign']} benign prompts, {sampled} tokens sampled")
+    print("\nFull comparison with best-of-N and CARDS on 152 prompts: `stars eval` (docs/eval.md).")
     return 0
 
 
@@ -171,7 +182,7 @@ def _train_reward_parser(p: argparse.ArgumentParser) -> None:
                         "held-out accuracy is reported (default: the shipped hand-written and on-policy pairs)")
     p.add_argument("--output", default=None, metavar="DIR",
                    help="folder (or .safetensors path) for the head; default: the package's own weights folder")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(seed=0)
 
@@ -242,8 +253,10 @@ def _generate_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _demo_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prompts", type=int, default=4, help="how many built-in prompts to run")
-    p.add_argument("--prompt-set", default="prompts.txt", help=argparse.SUPPRESS)
+    p.add_argument("--prompts", default=None, metavar="FILE.jsonl",
+                   help="prompts with 'kind' (harmful/benign) and 'prompt' (default: the shipped demo set)")
+    p.add_argument("--limit", type=int, default=3, metavar="N", help="the first N prompts of each kind")
+    p.set_defaults(seed=0)
 
 
 def _bench_parser(p: argparse.ArgumentParser) -> None:
@@ -261,7 +274,7 @@ def _bench_parser(p: argparse.ArgumentParser) -> None:
 
 COMMANDS: list[Command] = [
     ("generate", "generate a response to one prompt", _generate_parser, cmd_generate),
-    ("demo", "plain sampling and STARS side by side on the embedded models", _demo_parser, cmd_demo),
+    ("demo", "plain sampling and STARS side by side on harmful and benign prompts", _demo_parser, cmd_demo),
     ("bench", "throughput, reward and cost of strategies x batch sizes", _bench_parser, cmd_bench),
     ("train-reward", "train the \"harmless\" reward head from preference data", _train_reward_parser,
      cmd_train_reward),
@@ -285,12 +298,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_gguf_loading() -> None:
+    """transformers' GGUF de-quantisation draws a raw tqdm bar that ignores its own switch."""
+    import functools
+
+    from tqdm.auto import tqdm
+
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        return
+    gguf_utils.tqdm = functools.partial(tqdm, disable=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # GGUF de-quantisation bars would drown the command's own output
+    hf_logging.disable_progress_bar()  # loading bars would drown the command's own output
+    _quiet_gguf_loading()
     try:
         return args.handler(args)
     except (StarsError, FileNotFoundError, ValueError) as exc:
