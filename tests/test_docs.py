@@ -20,6 +20,6 @@ def test_every_config_field_is_in_the_configuration_reference():
 def test_every_stars_subcommand_named_in_the_readme_exists():
     readme = (ROOT / "README.md").read_text()
     named = set(re.findall(r"^\s*stars ([a-z-]+)", readme, flags=re.MULTILINE))
-    commands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
     assert named and named <= commands, f"README names unknown commands: {named - commands}"
     assert "make demo" in readme and "make test" in readme
