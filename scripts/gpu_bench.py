@@ -117,7 +117,7 @@ def measure(runtime: StarsRuntime, config: StarsConfig, batch: int, batches: int
     wall = time.perf_counter() - start
     accepted = sum(r.stats.accepted_tokens for r in results)
     rejections = sum(r.stats.rejections for r in results)
-    discarded = sum(r.stats.discarded_tokens for r in results)
+    discarded = sum(r.stats.rejected_tokens for r in results)
     return {
         "strategy": config.strategy,
         "batch": batch,

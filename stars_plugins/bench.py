@@ -55,6 +55,7 @@ class BenchRow:
     wall_seconds: float
     rejections: int
     discarded_tokens: int
+    rejected_tokens: int
     reward_calls: int
     rewards: list[float | None] = field(default_factory=list)
 
@@ -69,7 +70,7 @@ class BenchRow:
 
     @property
     def discarded_per_rejection(self) -> float:
-        return self.discarded_tokens / self.rejections if self.rejections else 0.0
+        return self.rejected_tokens / self.rejections if self.rejections else 0.0
 
     @property
     def reward_calls_per_100_tokens(self) -> float:
@@ -102,6 +103,7 @@ def run_batches(runtime: StarsRuntime, prompts: Sequence[str], config: StarsConf
         wall_seconds=wall,
         rejections=sum(r.stats.rejections for r in results),
         discarded_tokens=sum(r.stats.discarded_tokens for r in results),
+        rejected_tokens=sum(r.stats.rejected_tokens for r in results),
         reward_calls=sum(r.stats.reward_calls for r in results),
         rewards=[r.reward for r in results],
     )
@@ -194,6 +196,10 @@ def _mode_summary(results: Sequence[GenerationResult], latencies: Sequence[float
         "tokens_per_second": round(tokens / wall, 2) if wall else 0.0,
         "latency_p50": round(_percentile(latencies, 0.5), 3),
         "latency_p95": round(_percentile(latencies, 0.95), 3),
+        # concurrent wall time is bounded below by the request needing the most rounds
+        "rounds_max": max((r.stats.rounds for r in results), default=0),
+        "rounds_total": sum(r.stats.rounds for r in results),
+        "rejections": sum(r.stats.rejections for r in results),
     }
 
 
@@ -253,10 +259,11 @@ def run_concurrent(
 
 
 def concurrent_table(report: dict[str, Any]) -> str:
-    rows = ["| mode | requests | accepted tok/s | p50 latency s | p95 latency s | wall s |",
-            "|---|---:|---:|---:|---:|---:|"]
+    rows = ["| mode | requests | accepted tok/s | p50 latency s | p95 latency s | wall s | rejections "
+            "| rounds of the longest request |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for mode in ("sequential", "concurrent"):
         m = report[mode]
         rows.append(f"| {mode} | {m['requests']} | {m['tokens_per_second']:.1f} | {m['latency_p50']:.2f} "
-                    f"| {m['latency_p95']:.2f} | {m['wall_seconds']:.1f} |")
+                    f"| {m['latency_p95']:.2f} | {m['wall_seconds']:.1f} | {m['rejections']} | {m['rounds_max']} |")
     return "\n".join(rows)

@@ -15,7 +15,8 @@ class GenerationStats:
     prompt_tokens: int = 0
     accepted_tokens: int = 0
     sampled_tokens: int = 0
-    discarded_tokens: int = 0
+    discarded_tokens: int = 0  # sampled - accepted: rejected segments, losing candidates, tails after EOS
+    rejected_tokens: int = 0  # tokens of rejected candidates only: what rejections cost
     rounds: int = 0
     segments: int = 0
     rejections: int = 0
@@ -29,7 +30,8 @@ class GenerationStats:
 
     @property
     def discarded_per_rejection(self) -> float:
-        return self.discarded_tokens / self.rejections if self.rejections else 0.0
+        """Tokens thrown away per rejected segment (at most the horizon K under STARS)."""
+        return self.rejected_tokens / self.rejections if self.rejections else 0.0
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,9 @@ def check_stats(result, strategy):
         assert s.segments == len(result.segments)
         assert "".join(seg.text for seg in result.segments) == result.text
         assert sum(seg.rejections for seg in result.segments) <= s.rejections
+    assert 0 <= s.rejected_tokens <= s.discarded_tokens
+    if strategy == "stars":
+        assert s.rejected_tokens <= s.rejections * SMALL["horizon"]  # a rejection wastes at most K tokens
 
 
 @pytest.mark.parametrize("strategy", ["stars", "vanilla", "best_of_n", "cards"])

@@ -383,6 +383,7 @@ def _decide(r: RequestState, cands: list[Candidate]) -> _Decision:
         if tau is not None and accepts(cand.reward, tau, mode=c.acceptance, beta=c.beta, uniform=uniform):
             return _Decision(cand, tau)
         r.stats.rejections += 1
+        r.stats.rejected_tokens += cand.sampled
         r.segment_rejections += 1
         if math.isfinite(cand.reward) and (r.best is None or cand.reward > r.best.reward):
             r.best = cand
@@ -392,6 +393,7 @@ def _decide(r: RequestState, cands: list[Candidate]) -> _Decision:
                     f"segment {len(r.segments)} saw {r.segment_rejections} candidates and the reward model "
                     "returned no finite score for any of them; nothing can be accepted"))
                 return _Decision()
+            r.stats.rejected_tokens -= r.best.sampled  # its tokens are kept after all
             return _Decision(r.best, tau, forced=True)
     return _Decision(None, tau)
 
