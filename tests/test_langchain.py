@@ -484,3 +484,15 @@ if ChatModelUnitTests is not None:
         def standard_chat_model_params(self) -> dict[str, Any]:
             # A local model: there is no API key, request timeout or retry count to pass.
             return {"temperature": 0, "max_tokens": 100, "stop": []}
+
+
+# ---------------------------------------------------------------------------------------------- examples
+@pytest.mark.parametrize("name", ["langchain_chain", "langchain_agent_tool", "langchain_batch_stream"])
+def test_examples_run_on_the_embedded_models(name, monkeypatch, capsys):
+    import runpy
+    from pathlib import Path
+
+    monkeypatch.setenv("STARS_EXAMPLE_MAX_TOKENS", "8")
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert out.strip() and "Traceback" not in out
