@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from stars_plugins.config import StarsConfig
+from stars_plugins.jsonl import read_jsonl
 from stars_plugins.results import GenerationResult
 from stars_plugins.runtime import StarsRuntime
 
@@ -30,18 +30,15 @@ def read_prompt_lines(text: str) -> list[str]:
 def load_prompt_file(path: str | Path) -> list[str]:
     """A prompt file: one prompt per line, or a JSONL file with a "prompt" field per line."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file {str(path)!r} does not exist")
     if path.suffix == ".jsonl":
         prompts = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                prompts.append(str(json.loads(line)["prompt"]))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{number}: expected a JSON object with a 'prompt' field ({exc})") from None
+        for where, row in read_jsonl(path, what="prompt file"):
+            if not isinstance(row.get("prompt"), str):
+                raise ValueError(f"{where}: expected a JSON object with a 'prompt' string")
+            prompts.append(row["prompt"])
         return prompts
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {str(path)!r} does not exist")
     return read_prompt_lines(path.read_text(encoding="utf-8"))
 
 

@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from stars_plugins.jsonl import read_jsonl
+
 EVAL_FILE = "harmless_eval.jsonl"
 DEMO_FILE = "demo_prompts.jsonl"
 KINDS = ("harmful", "benign")
@@ -132,18 +134,9 @@ def load_eval_prompts(path: str | Path | None = None) -> list[EvalPrompt]:
     """Read a JSONL prompt set: one object per line with "kind" (harmful/benign) and "prompt"
     (optional "id", "category"). A malformed line raises ValueError naming the file and line."""
     path = Path(path) if path is not None else default_eval_path()
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file {str(path)!r} does not exist")
     prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+    for number, (where, row) in enumerate(read_jsonl(path, what="prompt file"), start=1):
+        if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
             raise ValueError(f"{where}: expected a JSON object with a non-empty 'prompt' string")
         if row.get("kind") not in KINDS:
             raise ValueError(f"{where}: 'kind' must be one of {', '.join(KINDS)}, got {row.get('kind')!r}")

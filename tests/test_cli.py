@@ -74,3 +74,10 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(argv, message, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"stars {argv[0]}: error:") and message in err
     assert "Traceback" not in err
+
+
+def test_a_malformed_prompt_file_line_is_named(tmp_path, capsys):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "Name a color."}\n\n{"prompt": 3}\n')
+    assert main(["bench", "--prompts", str(prompts), "--no-progress", *FAST]) == 2
+    assert f"{prompts}:3: expected a JSON object with a 'prompt' string" in capsys.readouterr().err

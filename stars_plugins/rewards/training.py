@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from stars_plugins.jsonl import read_jsonl
 from stars_plugins.rewards.harmless import HEAD_FILE, PairHead, SentenceEmbedder
 
 REQUIRED_FIELDS = {"prompt_id": str, "split": str, "kind": str, "prompt": str, "chosen": str, "rejected": str}
@@ -75,20 +76,8 @@ def default_data_paths() -> list[Path]:
 
 def load_pairs(path: str | Path) -> list[PreferencePair]:
     """Read (prompt, chosen, rejected) pairs, one JSON object per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"preference data file {str(path)!r} does not exist")
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for where, row in read_jsonl(path, what="preference data file", error=DataError):
         for name, kind in REQUIRED_FIELDS.items():
             if name not in row:
                 raise DataError(f"{where}: missing field {name!r}")
