@@ -282,6 +282,18 @@ class StarsSettings(BaseModel):
             **self.settings(),
         }
 
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return self.identifying_settings()
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        """LangSmith's params of the language model class, with the policy's name and the stop strings."""
+        params = super()._get_ls_params(stop=stop, **kwargs)  # type: ignore[misc]  # BaseLLM / BaseChatModel
+        params.setdefault("ls_model_name", self.display_model_name)
+        if "ls_stop" not in params and self.stop:
+            params["ls_stop"] = list(self.stop)
+        return params
+
     def configurable_settings(self, *names: str) -> Any:
         """`configurable_fields` for the named settings (default: every setting and the reward),
         each with its own name as id: `llm.configurable_settings().with_config(configurable={"horizon": 8})`."""

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models.base import LangSmithParams
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ChatMessage, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -75,17 +74,6 @@ class ChatStars(StarsSettings, BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return "stars-chat"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return self.identifying_settings()
-
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        params = super()._get_ls_params(stop=stop, **kwargs)
-        params.setdefault("ls_model_name", self.display_model_name)
-        if "ls_stop" not in params and self.stop:
-            params["ls_stop"] = list(self.stop)
-        return params
 
     # ------------------------------------------------------------------ sync
     def _generate(

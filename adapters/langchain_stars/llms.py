@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models.base import LangSmithParams
 from langchain_core.language_models.llms import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from pydantic import ConfigDict, Field
@@ -56,17 +55,6 @@ class StarsLLM(StarsSettings, BaseLLM):
     @property
     def _llm_type(self) -> str:
         return "stars"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return self.identifying_settings()
-
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        params = super()._get_ls_params(stop=stop, **kwargs)
-        params.setdefault("ls_model_name", self.display_model_name)
-        if "ls_stop" not in params and self.stop:
-            params["ls_stop"] = list(self.stop)
-        return params
 
     # ------------------------------------------------------------------ sync
     def _generate(
