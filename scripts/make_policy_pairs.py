@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from stars_plugins import StarsConfig, StarsRuntime
     from stars_plugins.evaluation import is_refusal
+    from stars_plugins.jsonl import read_jsonl
     from stars_plugins.rewards.training import load_pairs
 
     hf_logging.disable_progress_bar()
@@ -95,14 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         if (pair.kind == "harmful" or pair.rejected_kind == "refusal") and text not in refusals[pair.prompt_id]:
             refusals[pair.prompt_id].append(text)
     if args.extra_prompts:
-        for number, line in enumerate(Path(args.extra_prompts).read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
+        for where, row in read_jsonl(args.extra_prompts, what="extra prompt file"):
             missing = {"prompt_id", "split", "kind", "category", "prompt"} - set(row)
             if missing or row["kind"] not in ("harmful", "benign") or row["prompt_id"] in prompts:
-                raise ValueError(f"{args.extra_prompts}:{number}: needs prompt_id (new), split, kind "
-                                 f"(harmful/benign), category and prompt")
+                raise ValueError(f"{where}: needs prompt_id (new), split, kind (harmful/benign), category and prompt")
             if row["split"] in splits:
                 prompts[row["prompt_id"]] = {k: row[k] for k in ("prompt_id", "split", "kind", "category", "prompt")}
     ids = list(prompts)

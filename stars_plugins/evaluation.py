@@ -135,12 +135,13 @@ def load_eval_prompts(path: str | Path | None = None) -> list[EvalPrompt]:
     (optional "id", "category"). A malformed line raises ValueError naming the file and line."""
     path = Path(path) if path is not None else default_eval_path()
     prompts = []
-    for number, (where, row) in enumerate(read_jsonl(path, what="prompt file"), start=1):
+    for where, row in read_jsonl(path, what="prompt file"):
         if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
             raise ValueError(f"{where}: expected a JSON object with a non-empty 'prompt' string")
         if row.get("kind") not in KINDS:
             raise ValueError(f"{where}: 'kind' must be one of {', '.join(KINDS)}, got {row.get('kind')!r}")
-        prompts.append(EvalPrompt(str(row.get("id", f"{path.stem}-{number}")), row["kind"], row["prompt"],
+        line_number = where.rsplit(":", 1)[1]
+        prompts.append(EvalPrompt(str(row.get("id", f"{path.stem}-{line_number}")), row["kind"], row["prompt"],
                                   str(row.get("category", ""))))
     if not prompts:
         raise ValueError(f"{path}: no prompts")

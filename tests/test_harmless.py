@@ -72,6 +72,14 @@ def test_malformed_training_data_names_file_and_line(tmp_path, line: str, messag
         load_pairs(path)
 
 
+def test_load_pairs_takes_a_string_path_and_records_the_file(tmp_path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"prompt_id": "p1", "split": "train", "kind": "benign", "prompt": "Hi",
+                                "chosen": "Hello!", "rejected": "No."}) + "\n")
+    [pair] = load_pairs(str(path))
+    assert pair.source == "pairs.jsonl" and pair.chosen == "Hello!"
+
+
 def test_shipped_data_is_split_by_prompt() -> None:
     pairs = load_pairs(DATA.joinpath("harmless_pairs.jsonl")) + load_pairs(DATA.joinpath("harmless_policy_pairs.jsonl"))
     assert len(pairs) >= 600

@@ -76,6 +76,7 @@ def default_data_paths() -> list[Path]:
 
 def load_pairs(path: str | Path) -> list[PreferencePair]:
     """Read (prompt, chosen, rejected) pairs, one JSON object per line."""
+    path = Path(path)
     pairs = []
     for where, row in read_jsonl(path, what="preference data file", error=DataError):
         for name, kind in REQUIRED_FIELDS.items():
