@@ -114,7 +114,7 @@ class LockstepBatch:
     def run_round(
         self,
         budgets: Sequence[int],
-        sampler: Callable[[torch.Tensor], torch.Tensor],
+        sampler: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         boundary: BoundaryRule | None = None,
         forced: dict[int, Sequence[int]] | None = None,
     ) -> RoundOutput:
@@ -142,7 +142,7 @@ class LockstepBatch:
             live &= lengths < budget
             if not bool(live.any()):
                 break
-            chosen = torch.where(is_forced, forced_tokens[:, s], sampler(self.logits))
+            chosen = torch.where(is_forced, forced_tokens[:, s], sampler(self.logits, live & ~is_forced))
             chosen = torch.where(live, chosen, self.policy.pad_token_id)
             tokens[:, s] = chosen
             self.step(chosen, live)

@@ -1,4 +1,18 @@
-"""Token sampling for a batch whose rows may each have their own settings and random stream."""
+"""Token sampling for a batch whose rows may each have their own settings and random stream.
+
+Speed: one token per row per step, with no Python loop over rows and no host synchronisation.
+Truncation is turned into a per-row threshold on the (temperature-scaled) logits, and the token is
+drawn by inverse-CDF sampling over the *unsorted* vocabulary, so the vocabulary is sorted only for
+rows that ask for top-p without top-k (the nucleus has no bound then); top-k uses a partial
+`topk` of the largest k, which is cheap.
+
+Randomness: row r draws `u = hash(seed, stream, counter)` with a counter-based hash (splitmix64 in
+int64 tensor ops), where `counter` counts the draws that row actually used. A row's numbers thus
+depend on its request's seed and its own history only, never on what shares the batch or how many
+steps the batch ran. Copies of one row (siblings restarting from an accepted candidate) keep
+drawing different numbers: the first copy keeps the source's stream, later copies get new streams
+derived from it, in the order the copies appear (which is the request's own row order).
+"""
 
 from __future__ import annotations
 
@@ -10,66 +24,202 @@ import torch
 
 @dataclass(frozen=True)
 class RowSampling:
-    """Sampling settings of one batch row. temperature 0 means greedy."""
+    """Sampling settings of one batch row. temperature 0 means greedy.
+
+    `seed` is the request's seed; `stream` the candidate index within the request (rows of one
+    request must not draw identical numbers). Draws are reproducible whatever shares the batch."""
 
     temperature: float
     top_k: int
     top_p: float
-    generator: torch.Generator | None = None
+    seed: int
+    stream: int = 0
+
+
+# splitmix64 constants, as signed int64 (torch has no uint64 arithmetic).
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_MIX1 = 0xBF58476D1CE4E5B9
+_MIX2 = 0x94D049BB133111EB
+
+
+def _signed(value: int) -> int:
+    value &= _MASK64
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _shr(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch shifts arithmetically)."""
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def splitmix64(x: torch.Tensor) -> torch.Tensor:
+    """The splitmix64 finaliser of `x + golden`, elementwise on int64 (wrapping arithmetic)."""
+    z = x + _signed(_GOLDEN)
+    z = (z ^ _shr(z, 30)) * _signed(_MIX1)
+    z = (z ^ _shr(z, 27)) * _signed(_MIX2)
+    return z ^ _shr(z, 31)
+
+
+def splitmix64_reference(x: int) -> int:
+    """Pure-Python splitmix64 of `x` (unsigned result), to check the tensor version against."""
+    z = (x + _GOLDEN) & _MASK64
+    z = ((z ^ (z >> 30)) * _MIX1) & _MASK64
+    z = ((z ^ (z >> 27)) * _MIX2) & _MASK64
+    return z ^ (z >> 31)
+
+
+def stream_key(seed: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+    """One int64 key per (seed, stream); draws are `uniform(key, counter)`."""
+    return splitmix64(splitmix64(seed) ^ stream)
+
+
+def uniform(key: torch.Tensor, counter: torch.Tensor) -> torch.Tensor:
+    """A float32 in [0, 1 - 2**-23] per element: the top 23 bits of hash(key, counter)."""
+    bits = _shr(splitmix64(key ^ (counter * _signed(_GOLDEN))), 41)
+    return bits.to(torch.float32) * (1.0 / (1 << 23))
 
 
 class BatchSampler:
-    """Samples one token per row; rows keep independent random streams (one generator each), so a
-    request draws the same tokens whatever else shares its batch."""
+    """Samples one token per row; rows keep independent, reproducible random streams."""
 
-    def __init__(self, rows: Sequence[RowSampling], device: torch.device):
-        self.rows = list(rows)
-        self.device = device
-        self._refresh()
+    def __init__(self, rows: Sequence[RowSampling], device: torch.device | str):
+        self.device = torch.device(device)
+        self.rows: list[RowSampling] = []
+        self.seed = torch.zeros(0, dtype=torch.long, device=self.device)
+        self.stream = torch.zeros(0, dtype=torch.long, device=self.device)
+        self.counter = torch.zeros(0, dtype=torch.long, device=self.device)
+        self.extend(rows)
 
-    def _refresh(self) -> None:
-        rows = self.rows
-        self.temperature = torch.tensor([r.temperature for r in rows], device=self.device, dtype=torch.float32)
-        self.top_k = torch.tensor([r.top_k for r in rows], device=self.device, dtype=torch.long)
-        self.top_p = torch.tensor([r.top_p for r in rows], device=self.device, dtype=torch.float32)
-        self.greedy = self.temperature == 0
-        self.all_greedy = bool(self.greedy.all()) if rows else True
-        self.any_top_p = bool((self.top_p < 1).any()) if rows else False
-        self.k_all = bool((self.top_k == 0).any()) if rows else False
-        self.k_max = int(self.top_k.max()) if rows else 0
-
-    def select(self, indices: Sequence[int]) -> None:
-        """Follow the batch when it reorders or drops rows."""
-        self.rows = [self.rows[i] for i in indices]
-        self._refresh()
-
+    # ------------------------------------------------------------------ rows
     def extend(self, rows: Sequence[RowSampling]) -> None:
+        """Append rows (new requests); their draw counters start at 0."""
+        rows = list(rows)
         self.rows.extend(rows)
+        self.seed = torch.cat([self.seed, self._longs([_signed(r.seed) for r in rows])])
+        self.stream = torch.cat([self.stream, self._longs([_signed(r.stream) for r in rows])])
+        self.counter = torch.cat([self.counter, self._longs([0] * len(rows))])
         self._refresh()
 
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        greedy_tokens = logits.argmax(dim=-1)
-        if self.all_greedy:
-            return greedy_tokens
-        vocab = logits.shape[-1]
-        k = vocab if self.k_all else min(self.k_max, vocab)
-        scaled = logits / torch.where(self.greedy, 1.0, self.temperature)[:, None]
-        values, indices = scaled.topk(k, dim=-1)  # sorted, most likely first
-        row_k = torch.where(self.top_k > 0, self.top_k.clamp(max=k), k)
-        values = values.masked_fill(torch.arange(k, device=logits.device)[None, :] >= row_k[:, None], float("-inf"))
-        probs = torch.softmax(values, dim=-1)
-        if self.any_top_p:
-            before = probs.cumsum(-1) - probs  # mass strictly before each token; the first one always stays
-            probs = probs.masked_fill(before > self.top_p[:, None], 0.0)
-        cumulative = probs.cumsum(-1)
-        draws = torch.stack([self._uniform(row) for row in self.rows]).to(logits.device)
-        choice = torch.searchsorted(cumulative, (draws * cumulative[:, -1])[:, None]).clamp(max=k - 1)
-        sampled = indices.gather(1, choice).squeeze(1)
-        return torch.where(self.greedy, greedy_tokens, sampled)
+    def select(self, indices: Sequence[int] | torch.Tensor) -> None:
+        """Follow the batch when it copies, drops or reorders rows: row r := old row indices[r].
+
+        A row keeps its source's seed and draw counter. The first copy of a source keeps its
+        stream; each further copy gets a new stream derived from (stream, copy number)."""
+        source = [int(i) for i in (indices.tolist() if isinstance(indices, torch.Tensor) else indices)]
+        copies: dict[int, int] = {}
+        extra = []
+        for i in source:
+            extra.append(copies.get(i, 0))
+            copies[i] = extra[-1] + 1
+        index = self._longs(source)
+        self.rows = [self.rows[i] for i in source]
+        self.seed = self.seed.index_select(0, index)
+        self.counter = self.counter.index_select(0, index)
+        stream = self.stream.index_select(0, index)
+        if any(extra):
+            number = self._longs(extra)
+            stream = torch.where(number > 0, splitmix64(stream ^ splitmix64(number)), stream)
+        self.stream = stream
+        self._refresh()
+
+    def _subset(self, rows: list[int]) -> torch.Tensor | slice | None:
+        """Rows of one sampling path: None when empty, a full slice when it is every row."""
+        if not rows:
+            return None
+        return slice(None) if len(rows) == len(self.rows) else self._longs(rows)
 
     @staticmethod
-    def _uniform(row: RowSampling) -> torch.Tensor:
-        return torch.rand((), generator=row.generator)
+    def _take(values: torch.Tensor, rows: torch.Tensor | slice) -> torch.Tensor:
+        return values if isinstance(rows, slice) else values.index_select(0, rows)
+
+    @staticmethod
+    def _put(tokens: torch.Tensor, rows: torch.Tensor | slice, picked: torch.Tensor) -> torch.Tensor:
+        return picked if isinstance(rows, slice) else tokens.index_copy(0, rows, picked)
+
+    def _longs(self, values: Sequence[int]) -> torch.Tensor:
+        return torch.tensor(list(values), dtype=torch.long, device=self.device)
+
+    def _refresh(self) -> None:
+        """Settings are known on the host, so every branch below is decided here, not per step."""
+        rows = self.rows
+        self.key = stream_key(self.seed, self.stream)
+        self.temperature = torch.tensor([r.temperature if r.temperature > 0 else 1.0 for r in rows],
+                                        dtype=torch.float32, device=self.device)
+        self.greedy = torch.tensor([r.temperature <= 0 for r in rows], dtype=torch.bool, device=self.device)
+        self.all_greedy = all(r.temperature <= 0 for r in rows)
+        sampled = [i for i, r in enumerate(rows) if r.temperature > 0]
+        self.any_greedy = len(sampled) < len(rows)
+        self.any_temperature = any(r.temperature not in (0.0, 1.0) for r in rows)
+        # Rows that truncate with a top-k list (top-p applied inside it), rows that need the whole
+        # vocabulary sorted (top-p without top-k), and rows that sample from the full distribution.
+        # Greedy rows are in none of them: their token is the argmax.
+        k_rows = [i for i in sampled if rows[i].top_k > 0]
+        p_rows = [i for i in sampled if rows[i].top_k <= 0 and rows[i].top_p < 1]
+        full_rows = [i for i in sampled if rows[i].top_k <= 0 and rows[i].top_p >= 1]
+        self.k_max = max((rows[i].top_k for i in k_rows), default=0)
+        self.k_rows, self.p_rows, self.full_rows = (self._subset(k_rows), self._subset(p_rows),
+                                                    self._subset(full_rows))
+        self._top_k = self._longs([rows[i].top_k for i in k_rows])
+        self._top_p_k = torch.tensor([rows[i].top_p for i in k_rows], dtype=torch.float32, device=self.device)
+        self._top_p_p = torch.tensor([rows[i].top_p for i in p_rows], dtype=torch.float32, device=self.device)
+        self._any_top_p_k = any(rows[i].top_p < 1 for i in k_rows)
+
+    # ------------------------------------------------------------------ sampling
+    def __call__(self, logits: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
+        """One token per row. `draws` (bool[R]) marks the rows whose token will be used: only their
+        counters advance, so a row's stream never depends on steps it sat out. None means all."""
+        if self.all_greedy:
+            return logits.argmax(dim=-1)
+        scaled = logits.float()
+        if self.any_temperature:
+            scaled = scaled / self.temperature[:, None]
+        u = uniform(self.key, self.counter)
+        self.counter = self.counter + (1 if draws is None else draws.to(torch.long))
+        tokens = torch.zeros(scaled.shape[0], dtype=torch.long, device=scaled.device)
+        if self.full_rows is not None:  # inverse CDF over the unsorted vocabulary
+            probs = torch.softmax(self._take(scaled, self.full_rows), dim=-1)
+            tokens = self._put(tokens, self.full_rows, _inverse_cdf(probs, self._take(u, self.full_rows)))
+        if self.k_rows is not None:  # a partial top-k: the k largest, sorted
+            values, indices = self._take(scaled, self.k_rows).topk(min(self.k_max, scaled.shape[-1]), dim=-1)
+            picked = _sample_sorted(values, indices, self._take(u, self.k_rows), self._top_k, self._top_p_k,
+                                    self._any_top_p_k)
+            tokens = self._put(tokens, self.k_rows, picked)
+        if self.p_rows is not None:  # top-p without top-k: the nucleus has no bound, sort it all
+            values, indices = self._take(scaled, self.p_rows).sort(dim=-1, descending=True)
+            picked = _sample_sorted(values, indices, self._take(u, self.p_rows), None, self._top_p_p, True)
+            tokens = self._put(tokens, self.p_rows, picked)
+        if self.any_greedy:
+            tokens = torch.where(self.greedy, logits.argmax(dim=-1), tokens)
+        return tokens
+
+
+def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Index i with cumulative[i - 1] <= u * total < cumulative[i]: token i with probability p_i.
+    As u < 1 - 2**-23, the target stays below the total, so a zero-probability token is never hit."""
+    cumulative = probs.cumsum(dim=-1)
+    target = (u * cumulative[:, -1])[:, None]
+    return torch.searchsorted(cumulative, target, right=True).clamp(max=probs.shape[-1] - 1).squeeze(1)
+
+
+def _sample_sorted(values: torch.Tensor, indices: torch.Tensor, u: torch.Tensor, top_k: torch.Tensor | None,
+                   top_p: torch.Tensor | None, any_top_p: bool) -> torch.Tensor:
+    """Sample from logits sorted largest first, keeping the first `top_k` (per row) and, within
+    those, the nucleus: every token whose higher-ranked mass is at most `top_p`."""
+    width = values.shape[-1]
+    kept = torch.full((values.shape[0],), width, dtype=torch.long, device=values.device)
+    if top_k is not None:
+        kept = top_k.clamp(max=width)
+        values = values.masked_fill(torch.arange(width, device=values.device)[None, :] >= kept[:, None],
+                                    float("-inf"))
+    probs = torch.softmax(values, dim=-1)
+    if any_top_p and top_p is not None:
+        before = probs.cumsum(-1) - probs
+        nucleus = (before <= top_p[:, None]).sum(-1).clamp(min=1)
+        kept = torch.minimum(kept, nucleus)
+        probs = probs.masked_fill(torch.arange(width, device=values.device)[None, :] >= kept[:, None], 0.0)
+    choice = torch.minimum(_inverse_cdf(probs, u), kept - 1)
+    return indices.gather(1, choice[:, None]).squeeze(1)
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:

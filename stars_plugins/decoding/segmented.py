@@ -136,7 +136,7 @@ class SegmentedGroup:
         fresh = LockstepBatch(
             self.ctx.policy, [r.prepared.token_ids + tuple(r.generated) for r in new], [r.rows for r in new]
         )
-        rows = [r.row_sampling() for r in new for _ in range(r.rows)]
+        rows = [r.row_sampling(i) for r in new for i in range(r.rows)]
         if self.batch is None or self.sampler is None:
             self.batch, self.sampler = fresh, BatchSampler(rows, fresh.device)
             self.boundary = self.decoder.boundary(new[0].config)

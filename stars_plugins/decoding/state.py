@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from stars_plugins.config import StarsConfig
 from stars_plugins.decoding.sampling import RowSampling
 from stars_plugins.policy.prompts import PreparedPrompt
@@ -57,7 +55,6 @@ class RequestState:
     def __post_init__(self) -> None:
         self.stats.prompt_tokens = len(self.prepared.token_ids)
         self.rng = random.Random(self.seed)
-        self.generator = torch.Generator().manual_seed(self.seed)
 
     @classmethod
     def create(cls, prepared: PreparedPrompt, config: StarsConfig, strategy: str, *, rows: int = 1,
@@ -78,9 +75,10 @@ class RequestState:
     def remaining(self) -> int:
         return self.config.max_new_tokens - len(self.generated)
 
-    def row_sampling(self) -> RowSampling:
+    def row_sampling(self, stream: int = 0) -> RowSampling:
+        """Sampling settings of this request's candidate row `stream` (0 .. rows - 1)."""
         c = self.config
-        return RowSampling(c.temperature, c.top_k, c.top_p, self.generator)
+        return RowSampling(c.temperature, c.top_k, c.top_p, seed=self.seed, stream=stream)
 
     # ---------------------------------------------------------------- transitions
     def accept(self, candidate: Candidate, *, threshold: float | None, forced: bool) -> Segment:
