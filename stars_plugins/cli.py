@@ -126,6 +126,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from stars_plugins.bench import builtin_prompts, load_prompt_file, run_bench
 
+    if args.overhead or args.reward_cache:
+        from stars_plugins.bench_speed import run_speed_bench
+
+        return run_speed_bench(args)
     prompts = load_prompt_file(args.prompts) if args.prompts else builtin_prompts()
     prompts = prompts[: args.num_prompts]
     runtime = _runtime(args)
@@ -270,6 +274,11 @@ def _bench_parser(p: argparse.ArgumentParser) -> None:
                    help="callers issuing requests at once (half with --horizon, half with half of it) "
                         "against the same requests one after another")
     p.add_argument("--callers", type=int, default=16, help="with --concurrent: how many callers")
+    p.add_argument("--overhead", action="store_true",
+                   help="engine overhead: STARS vs transformers generate on a tiny Llama from a config, "
+                        "top_k in {0,40} x top_p in {1,0.9} (batch sizes default to 32,64)")
+    p.add_argument("--reward-cache", action="store_true",
+                   help="reward phase of a causal reward model with and without its prefix cache")
 
 
 COMMANDS: list[Command] = [

@@ -22,6 +22,7 @@ class GenerationStats:
     rejections: int = 0
     forced_accepts: int = 0
     reward_calls: int = 0
+    reward_tokens: int = 0  # reward-model tokens run for this request (a prefix cache keeps this flat per round)
     invalid_rewards: int = 0
     wall_seconds: float = 0.0
 

@@ -116,4 +116,7 @@ def load_classifier_reward(
     except OSError as exc:
         raise load_error(source, exc, what="reward model") from exc
     model = model.to(target).requires_grad_(False)
-    return ClassifierReward(model, tokenizer, name=source.display_name, label=label)
+    from stars_plugins.rewards.causal import CausalLMReward, supports_prefix_cache
+
+    reward_class = CausalLMReward if supports_prefix_cache(model) else ClassifierReward
+    return reward_class(model, tokenizer, name=source.display_name, label=label)

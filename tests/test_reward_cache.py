@@ -1,0 +1,108 @@
+"""The causal reward model's prefix cache is exact: the same scores as reading every candidate from
+scratch, over rounds with acceptances and rejections, for two architectures and a reward tokenizer
+that cuts text differently from the policy's; and it runs only the new tokens."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from stars_plugins.rewards.causal import CausalLMReward, supports_prefix_cache
+from stars_plugins.rewards.classifier import ClassifierReward, load_classifier_reward
+from tests.test_sampling import tiny_tokenizer
+
+CHAT = "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}</s>\n{% endfor %}"
+TEXT = ("the quick brown fox jumps over a lazy dog while counting one two three four five six seven "
+        "eight nine ten; punctuation, numbers 1234 and unusual words like zyxwvut appear!")
+WORDS = TEXT.split(" ")
+
+
+def reward_model(arch: str, tokenizer, *, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForSequenceClassification, Qwen2Config, Qwen2ForSequenceClassification
+
+    config_cls, model_cls = {"llama": (LlamaConfig, LlamaForSequenceClassification),
+                             "qwen2": (Qwen2Config, Qwen2ForSequenceClassification)}[arch]
+    config = config_cls(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, num_labels=1,
+                        pad_token_id=tokenizer.pad_token_id, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(seed)
+    model = model_cls(config).float()
+    with torch.no_grad():
+        model.score.weight.mul_(100)  # scores of order 1, so that 1e-4 is a real tolerance
+    return model
+
+
+def chunk(rng: random.Random) -> str:
+    """A policy segment: a few words cut at an arbitrary character, as another tokenizer decodes."""
+    text = " " + " ".join(rng.choice(WORDS) for _ in range(4))
+    return text[: rng.randint(3, len(text))]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("chat", [True, False])
+def test_cached_scores_equal_uncached_over_rounds_with_rejections(arch, chat):
+    tokenizer = tiny_tokenizer(vocab_size=420)  # not the tokenizer the "policy" text came from
+    if chat:
+        tokenizer.chat_template = CHAT
+    reward = CausalLMReward(reward_model(arch, tokenizer), tokenizer, name=f"tiny-{arch}", batch_size=5)
+    rng = random.Random(0)
+    prompts = {"a": "count with me please", "b": "tell me about the lazy dog, and the fox too"}
+    accepted = {key: "" for key in prompts}
+    keys = list(prompts)
+    start = reward.score_keyed(keys, [prompts[k] for k in keys], ["", ""])
+    assert start == pytest.approx(reward.score([prompts[k] for k in keys], ["", ""]), abs=1e-4)
+    cached_tokens = uncached_tokens = 0
+    for round_index in range(14):
+        candidates = {key: [accepted[key] + chunk(rng) for _ in range(3)] for key in keys}
+        pairs = [(key, c) for key in keys for c in candidates[key]]
+        rng.shuffle(pairs)  # a request's candidates need not be adjacent in the call
+        cached = reward.score_keyed([k for k, _ in pairs], [prompts[k] for k, _ in pairs], [c for _, c in pairs])
+        cached_tokens += sum(reward.last_tokens)
+        fresh = reward.score([prompts[k] for k, _ in pairs], [c for _, c in pairs])
+        uncached_tokens += sum(reward.last_tokens)
+        assert cached == pytest.approx(fresh, abs=1e-4), f"round {round_index}"
+        for key in keys:  # accept candidate 0, another one, or none (a rejection)
+            choice = rng.choice([0, 0, 1, 2, None, None])
+            if choice is not None:
+                accepted[key] = candidates[key][choice]
+    assert cached_tokens < 0.5 * uncached_tokens
+    reward.release(["a"])
+    assert set(reward.entries) == {"b"}
+
+
+def test_tokens_per_round_stay_flat_as_the_response_grows():
+    tokenizer = tiny_tokenizer(vocab_size=420)
+    tokenizer.chat_template = CHAT
+    reward = CausalLMReward(reward_model("llama", tokenizer), tokenizer, name="tiny")
+    rng = random.Random(1)
+    text, per_round = "", []
+    for _ in range(20):
+        candidates = [text + chunk(rng) for _ in range(2)]
+        reward.score_keyed(["r", "r"], ["hello"] * 2, candidates)
+        per_round.append(sum(reward.last_tokens))
+        text = candidates[0]
+    full = [len(reward.input_ids("hello", text))]
+    assert max(per_round[5:]) <= max(per_round[:5]) + 6
+    assert max(per_round[5:]) < full[0]
+
+
+def test_loader_picks_the_cache_for_decoders_only(tmp_path):
+    tokenizer = tiny_tokenizer(vocab_size=420)
+    model = reward_model("qwen2", tokenizer)
+    assert supports_prefix_cache(model)
+    model.save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    loaded = load_classifier_reward(str(tmp_path / "rm"), device="cpu")
+    assert isinstance(loaded, CausalLMReward)
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    encoder = BertForSequenceClassification(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                                       num_attention_heads=2, intermediate_size=64, num_labels=1))
+    assert not supports_prefix_cache(encoder)
+    encoder.save_pretrained(tmp_path / "enc")
+    tokenizer.save_pretrained(tmp_path / "enc")
+    plain = load_classifier_reward(str(tmp_path / "enc"), device="cpu")
+    assert type(plain) is ClassifierReward
