@@ -137,3 +137,143 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+# ---------------------------------------------------------------------------- reward-model prefix cache
+def _long_texts() -> list[str]:
+    """Long, varied English responses from the shipped preference data (several joined per text)."""
+    from importlib import resources
+
+    from stars_plugins.jsonl import read_jsonl
+
+    path = resources.files("stars_plugins").joinpath("data", "harmless_policy_pairs.jsonl")
+    with resources.as_file(path) as file:
+        pieces = [row[side] for _, row in read_jsonl(file, what="bench data") for side in ("chosen", "rejected")]
+    return [" ".join(pieces[i : i + 6]) for i in range(0, len(pieces) - 6, 6)]
+
+
+def reward_cache_schedule(tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int, horizon: int,
+                          candidates: int, reject: float, seed: int) -> list[list[tuple[int, str]]]:
+    """Rounds of (request, candidate text) as STARS produces them: each round every unfinished
+    request extends its accepted tokens by `horizon` policy tokens per candidate (decoded as a
+    whole, as the decoding loop does); with probability `reject` all its candidates are rejected,
+    else a random one is accepted (candidate 0 more often, as first-accepted-in-index-order does)."""
+    import random
+
+    rng = random.Random(seed)
+    texts = _long_texts()
+    streams = [tokenizer(texts[i % len(texts)], add_special_tokens=False)["input_ids"] for i in range(len(prompts))]
+    offsets = [0] * len(prompts)  # where each request's next tokens come from in its stream
+    accepted: list[list[int]] = [[] for _ in prompts]
+    rounds: list[list[tuple[int, str]]] = []
+    while any(len(a) < max_new_tokens for a in accepted):
+        pairs, options = [], {}
+        for i, stream in enumerate(streams):
+            if len(accepted[i]) >= max_new_tokens:
+                continue
+            step = min(horizon, max_new_tokens - len(accepted[i]))
+            options[i] = []
+            for _ in range(candidates):
+                start = offsets[i] % max(1, len(stream) - step)
+                segment = stream[start : start + step]
+                offsets[i] += step
+                options[i].append(segment)
+                pairs.append((i, tokenizer.decode(accepted[i] + segment, skip_special_tokens=True)))
+        rounds.append(pairs)
+        for i, segments in options.items():
+            if rng.random() >= reject:
+                accepted[i] += segments[0 if rng.random() < 0.6 else rng.randrange(len(segments))]
+    return rounds
+
+
+def run_reward_cache(*, batch: int = 16, max_new_tokens: int = 256, horizon: int = 16, candidates: int = 1,
+                     reject: float = 0.3, seed: int = 0, device: str | torch.device | None = None,
+                     progress: bool = True) -> dict[str, Any]:
+    """The reward phase of STARS rounds with and without the prefix cache, call by call alternately,
+    on a causal reward model built from the embedded SmolLM2 weights with a fresh score head."""
+    from tqdm.auto import tqdm
+
+    from stars_plugins.bench import builtin_prompts
+    from stars_plugins.models import embedded_policy_file
+    from stars_plugins.policy.loader import resolve_device
+    from stars_plugins.rewards.causal import CausalLMReward
+    from stars_plugins.rewards.classifier import load_classifier_reward
+
+    target = resolve_device(device)
+    reward = load_classifier_reward(embedded_policy_file(), device=target)
+    if not isinstance(reward, CausalLMReward):
+        raise TypeError(f"expected the embedded model to load as a causal reward model, got {reward!r}")
+    prompts = [builtin_prompts()[i % len(builtin_prompts())] for i in range(batch)]
+    rounds = reward_cache_schedule(reward.tokenizer, prompts, max_new_tokens=max_new_tokens, horizon=horizon,
+                                   candidates=candidates, reject=reject, seed=seed)
+    calls = [[(i, "") for i in range(batch)], *rounds]  # the first call: R(prompt, "") for the thresholds
+    reward.score_keyed([0], prompts[:1], ["warm-up"])
+    reward.release([0])
+    timing: dict[str, list[float]] = {"uncached": [], "cached": []}
+    tokens: dict[str, list[int]] = {"uncached": [], "cached": []}
+    worst = 0.0
+    for pairs in tqdm(calls, desc="reward rounds", disable=not progress, unit="round"):
+        keys, texts = [i for i, _ in pairs], [t for _, t in pairs]
+        ask = [prompts[i] for i in keys]
+        _sync(target)
+        start = time.perf_counter()
+        plain = reward.score(ask, texts)
+        _sync(target)
+        timing["uncached"].append(time.perf_counter() - start)
+        tokens["uncached"].append(sum(reward.last_tokens))
+        start = time.perf_counter()
+        cached = reward.score_keyed(keys, ask, texts)
+        _sync(target)
+        timing["cached"].append(time.perf_counter() - start)
+        tokens["cached"].append(sum(reward.last_tokens))
+        worst = max(worst, max(abs(a - b) for a, b in zip(plain, cached, strict=True)))
+    reward.release(list(range(batch)))
+    quarter = max(1, len(calls) // 4)
+    summary = {mode: {"reward_seconds": round(sum(timing[mode]), 3), "reward_tokens": sum(tokens[mode]),
+                      "tokens_per_round_first_quarter": round(sum(tokens[mode][1 : 1 + quarter]) / quarter, 1),
+                      "tokens_per_round_last_quarter": round(sum(tokens[mode][-quarter:]) / quarter, 1)}
+               for mode in timing}
+    ratio = summary["cached"]["reward_seconds"] / summary["uncached"]["reward_seconds"]
+    return {"device": _device_name(target), "reward_model": reward.name + " + fresh score head",
+            "dtype": str(reward.model.dtype), "batch": batch, "max_new_tokens": max_new_tokens, "horizon": horizon,
+            "candidates": candidates, "reject_probability": reject, "rounds": len(rounds), **summary,
+            "time_ratio_cached_vs_uncached": round(ratio, 3), "max_abs_score_difference": worst,
+            "tokens_per_round": tokens, "seconds_per_round": {m: [round(t, 4) for t in v] for m, v in timing.items()},
+            "table": reward_cache_table(summary, ratio)}
+
+
+def reward_cache_table(summary: dict[str, dict[str, Any]], ratio: float) -> str:
+    lines = ["| reward phase | seconds | reward-model tokens | tokens/round, first quarter "
+             "| tokens/round, last quarter |", "|---|---:|---:|---:|---:|"]
+    for mode, s in summary.items():
+        lines.append(f"| {mode} | {s['reward_seconds']:.2f} | {s['reward_tokens']} "
+                     f"| {s['tokens_per_round_first_quarter']:.0f} | {s['tokens_per_round_last_quarter']:.0f} |")
+    lines.append(f"\ncached / uncached reward time: {ratio:.3f}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- CLI
+def run_speed_bench(args: Any) -> int:
+    """`stars bench --overhead` / `--reward-cache`: print the table, write the JSON report."""
+    import json
+    from pathlib import Path
+
+    sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else None
+    reports = {}
+    if args.overhead:
+        reports["overhead"] = run_overhead(sizes or (32, 64), max_new_tokens=args.max_new_tokens,
+                                           horizon=args.horizon, device=args.device, progress=not args.no_progress)
+        print(reports["overhead"]["table"])
+        overhead = reports["overhead"]
+        print(f"\nslowest STARS / generate ratio: {overhead['min_ratio']}  ({overhead['device']})")
+    if args.reward_cache:
+        reports["reward_cache"] = run_reward_cache(
+            batch=(sizes or [16])[0], max_new_tokens=args.max_new_tokens, horizon=args.horizon,
+            candidates=args.candidates, seed=args.seed or 0, device=args.device, progress=not args.no_progress)
+        print(reports["reward_cache"]["table"])
+    for name, report in reports.items():
+        output = Path(args.output).with_name(f"{name}.json")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2))
+        print(f"wrote {output}")
+    return 0

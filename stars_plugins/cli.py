@@ -137,7 +137,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _bench_concurrent(args, runtime, prompts)
     report = run_bench(
         runtime, prompts, strategies=args.strategies.split(","),
-        batch_sizes=[int(b) for b in args.batch_sizes.split(",")], config=_config(args),
+        batch_sizes=[int(b) for b in (args.batch_sizes or "1,16").split(",")], config=_config(args),
         progress=not args.no_progress,
     )
     print(report["table"])
@@ -265,7 +265,8 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
 
 def _bench_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategies", default="vanilla,stars,cards,best_of_n", help="comma-separated")
-    p.add_argument("--batch-sizes", default="1,16", help="comma-separated")
+    p.add_argument("--batch-sizes", default=None,
+                   help="comma-separated (default 1,16; --overhead: 32,64; --reward-cache: 16)")
     p.add_argument("--prompts", default=None, help="prompt file (.txt one per line, or .jsonl with 'prompt')")
     p.add_argument("--num-prompts", type=int, default=16)
     p.add_argument("--output", default="bench-results/bench.json")
