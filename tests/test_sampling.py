@@ -134,6 +134,18 @@ def test_a_rows_stream_does_not_depend_on_its_companions():
         assert mixed(mixed_logits)[[0, 2]].tolist() == alone(logits).tolist()
 
 
+def test_a_row_resumed_from_its_state_continues_its_stream():
+    logits = torch.zeros(2, 1000)
+    rows = [RowSampling(1.0, 0, 1.0, seed=4, stream=0), RowSampling(1.0, 0, 1.0, seed=4, stream=1)]
+    original = BatchSampler(rows, "cpu")
+    original(logits)
+    original.select([1, 1])  # a copy: its stream is a derived one now
+    original(logits, torch.tensor([True, False]))
+    resumed = BatchSampler(original.state(), "cpu")
+    for _ in range(3):
+        assert resumed(logits).tolist() == original(logits).tolist()
+
+
 def test_copies_of_one_row_draw_different_numbers():
     sampler = BatchSampler([RowSampling(1.0, 0, 1.0, seed=3)], "cpu")
     logits = torch.zeros(1, 1000)  # uniform: equal draws would give equal tokens

@@ -17,7 +17,7 @@ derived from it, in the order the copies appear (which is the request's own row 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -27,13 +27,15 @@ class RowSampling:
     """Sampling settings of one batch row. temperature 0 means greedy.
 
     `seed` is the request's seed; `stream` the candidate index within the request (rows of one
-    request must not draw identical numbers). Draws are reproducible whatever shares the batch."""
+    request must not draw identical numbers). Draws are reproducible whatever shares the batch.
+    `counter`: draws this stream has already used (to resume a row exactly, see `BatchSampler.state`)."""
 
     temperature: float
     top_k: int
     top_p: float
     seed: int
     stream: int = 0
+    counter: int = 0
 
 
 # splitmix64 constants, as signed int64 (torch has no uint64 arithmetic).
@@ -93,13 +95,19 @@ class BatchSampler:
 
     # ------------------------------------------------------------------ rows
     def extend(self, rows: Sequence[RowSampling]) -> None:
-        """Append rows (new requests); their draw counters start at 0."""
+        """Append rows (new requests, or rows resumed from `state`)."""
         rows = list(rows)
         self.rows.extend(rows)
         self.seed = torch.cat([self.seed, self._longs([_signed(r.seed) for r in rows])])
         self.stream = torch.cat([self.stream, self._longs([_signed(r.stream) for r in rows])])
-        self.counter = torch.cat([self.counter, self._longs([0] * len(rows))])
+        self.counter = torch.cat([self.counter, self._longs([r.counter for r in rows])])
         self._refresh()
+
+    def state(self) -> list[RowSampling]:
+        """Every row's settings with its current stream and draw counter: `extend`ing a fresh
+        sampler with these continues each row's random numbers exactly (e.g. after an eviction)."""
+        streams, counters = self.stream.tolist(), self.counter.tolist()
+        return [replace(r, stream=s, counter=c) for r, s, c in zip(self.rows, streams, counters, strict=True)]
 
     def select(self, indices: Sequence[int] | torch.Tensor) -> None:
         """Follow the batch when it copies, drops or reorders rows: row r := old row indices[r].
