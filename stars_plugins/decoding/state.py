@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stars_plugins.config import StarsConfig
 from stars_plugins.decoding.sampling import RowSampling
-from stars_plugins.policy.prompts import PreparedPrompt
 from stars_plugins.results import FinishReason, GenerationResult, GenerationStats, Segment
+
+if TYPE_CHECKING:
+    from stars_plugins.policy.prompts import PreparedPrompt
 
 
 @dataclass
@@ -75,11 +77,6 @@ class RequestState:
     def remaining(self) -> int:
         return self.config.max_new_tokens - len(self.generated)
 
-    def row_sampling(self, stream: int = 0) -> RowSampling:
-        """Sampling settings of this request's candidate row `stream` (0 .. rows - 1)."""
-        c = self.config
-        return RowSampling(c.temperature, c.top_k, c.top_p, seed=self.seed, stream=stream)
-
     # ---------------------------------------------------------------- transitions
     def accept(self, candidate: Candidate, *, threshold: float | None, forced: bool) -> Segment:
         self.generated.extend(candidate.token_ids)
@@ -131,6 +128,17 @@ class RequestState:
             segments=list(self.segments),
             error=self.error,
         )
+
+
+def sampling_rows(requests: Sequence[RequestState]) -> list[RowSampling]:
+    """One `RowSampling` per batch row of `requests` (request by request, `rows` each): the only
+    place where a request's settings become its rows' sampling."""
+    rows = []
+    for r in requests:
+        c = r.config
+        # stream = candidate index: a request's rows draw different numbers, the same in any batch
+        rows.extend(RowSampling(c.temperature, c.top_k, c.top_p, seed=r.seed, stream=i) for i in range(r.rows))
+    return rows
 
 
 def stable_end(text: str, stops: tuple[str, ...]) -> int:
