@@ -131,11 +131,12 @@ class LockstepBatch:
         live = budget > 0
         hit_eos = torch.zeros(rows, dtype=torch.bool, device=self.device)
         taken = 0
+        watch = _LiveWatch(self.device)
         for s in range(steps):
             if boundary is not None:
                 live &= is_forced | ~boundary(self.logits, lengths)
             live &= lengths < budget
-            if not bool(live.any()):
+            if watch.all_done(live):
                 break
             chosen = torch.where(is_forced, forced_tokens[:, s], self.sampler(self.logits, live & ~is_forced))
             chosen = torch.where(live, chosen, self.policy.pad_token_id)
@@ -237,6 +238,32 @@ class LockstepBatch:
         self.sampler = BatchSampler([], self.device)
         self.logits = torch.zeros((0, 0), device=self.device)
         self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
+
+
+class _LiveWatch:
+    """Tells the step loop when no row is live any more. On the CPU it just asks. On a GPU, asking
+    would wait for the device every step; instead the flag is copied to the host without blocking
+    and read one step later, so the host stays a step ahead of the device. The price: when every
+    row ends early, one extra all-masked step runs (it writes masked columns, samples nothing)."""
+
+    def __init__(self, device: torch.device):
+        self.lagged = device.type == "cuda"
+        self.pending: tuple[torch.Tensor, Any] | None = None
+
+    def all_done(self, live: torch.Tensor) -> bool:
+        if not self.lagged:
+            return not bool(live.any())
+        done = False
+        if self.pending is not None:
+            flag, event = self.pending
+            event.synchronize()  # the previous step's flag: normally already there
+            done = not bool(flag)
+        flag = torch.empty((), dtype=torch.bool, pin_memory=True)
+        flag.copy_(live.any(), non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self.pending = (flag, event)
+        return done
 
 
 def _returned_cache(output: Any) -> Any:
