@@ -106,3 +106,21 @@ def test_loader_picks_the_cache_for_decoders_only(tmp_path):
     tokenizer.save_pretrained(tmp_path / "enc")
     plain = load_classifier_reward(str(tmp_path / "enc"), device="cpu")
     assert type(plain) is ClassifierReward
+
+
+def test_the_first_candidate_is_kept_even_when_a_requests_rows_span_two_chunks():
+    from stars_plugins.rewards.causal import _common_prefix
+
+    tokenizer = tiny_tokenizer(vocab_size=420)
+    tokenizer.chat_template = CHAT
+    reward = CausalLMReward(reward_model("llama", tokenizer), tokenizer, name="tiny", batch_size=2)
+    first = ["the quick brown", "the quick red", "the lazy dog"]
+    reward.score_keyed(["a"] * 3, ["hello"] * 3, first)
+    assert reward.entries["a"].ids == reward.input_ids("hello", first[0])
+    second = [first[0] + tail for tail in (" fox jumps", " fox sleeps", ", so quick")]
+    reward.score_keyed(["a"] * 3, ["hello"] * 3, second)
+    kept = reward.input_ids("hello", first[0])
+    ids = [reward.input_ids("hello", text) for text in second]
+    reuse = min(_common_prefix(kept, i) for i in ids)
+    assert reuse > len(reward.input_ids("hello", "")) - 3  # more than the prompt is reused
+    assert reward.last_tokens == [len(i) - reuse for i in ids]

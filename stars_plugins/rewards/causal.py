@@ -72,6 +72,7 @@ class _Row:
     ids: list[int]
     position: int  # where the model reads the score (its own last-non-pad rule)
     reuse: int = 0  # cached tokens this row starts from
+    keep: bool = False  # its KV becomes the key's cache (the key's first row in the call)
 
 
 class CausalLMReward(ClassifierReward):
@@ -150,6 +151,7 @@ class CausalLMReward(ClassifierReward):
         for row in rows:
             by_key.setdefault(row.key, []).append(row)
         for key, group in by_key.items():
+            group[0].keep = True
             entry = self.entries.get(key)
             # One reuse length per key, so that a key's rows share one past; every row must keep at
             # least its scored position to run.
@@ -214,11 +216,9 @@ class CausalLMReward(ClassifierReward):
         return DynamicCache(ddp_cache_data=layers)
 
     def _keep_first_rows(self, rows: list[_Row], past: int, cache: Any) -> None:
-        seen: set[Hashable] = set()
         for i, row in enumerate(rows):
-            if row.key in seen:
+            if not row.keep:
                 continue
-            seen.add(row.key)
             start = past - row.reuse
             end = past + len(row.ids) - row.reuse
             self.entries[row.key] = _Entry(list(row.ids), [
