@@ -70,11 +70,11 @@ def test_draws_follow_the_truncated_distribution(temperature, top_k, top_p):
 
 def test_mixed_rows_each_keep_their_own_truncation():
     torch.manual_seed(1)
-    logits = torch.randn(6, 50)
+    logits = torch.randn(6, 5000) * 3  # a vocabulary large enough for the radix nucleus
     settings = [RowSampling(0.0, 0, 1.0, 0), RowSampling(1.0, 1, 1.0, 1), RowSampling(1.0, 5, 1.0, 2),
                 RowSampling(1.0, 0, 0.3, 3), RowSampling(1.0, 0, 1.0, 4), RowSampling(2.0, 8, 0.5, 5)]
     sampler = BatchSampler(settings, "cpu")
-    for _ in range(200):
+    for _ in range(50):
         tokens = sampler(logits)
         for row, (token, s) in enumerate(zip(tokens.tolist(), settings, strict=True)):
             allowed = reference_probs(logits[row], s.temperature or 1.0, s.top_k, s.top_p) > 0
@@ -84,21 +84,36 @@ def test_mixed_rows_each_keep_their_own_truncation():
                 assert allowed[token], (row, token)
 
 
-def test_no_full_vocabulary_sort_without_top_p(monkeypatch):
+def test_the_vocabulary_is_never_sorted(monkeypatch):
     calls = []
-    original = torch.Tensor.sort
+    for name in ("sort", "argsort"):
+        original = getattr(torch.Tensor, name)
 
-    def counting_sort(self, *args, **kwargs):
-        calls.append(self.shape)
-        return original(self, *args, **kwargs)
+        def counting(self, *args, _original=original, **kwargs):
+            calls.append(self.shape)
+            return _original(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.Tensor, "sort", counting_sort)
-    logits = torch.randn(4, 1000)
-    BatchSampler([RowSampling(1.0, 0, 1.0, i) for i in range(4)], "cpu")(logits)
-    BatchSampler([RowSampling(1.0, 40, 0.9, i) for i in range(4)], "cpu")(logits)
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    logits = torch.randn(4, 5000)
+    for top_k, top_p in [(0, 1.0), (40, 0.9), (0, 0.9)]:
+        BatchSampler([RowSampling(1.0, top_k, top_p, i) for i in range(4)], "cpu")(logits)
     assert calls == []
-    BatchSampler([RowSampling(1.0, 0, 0.9, i) for i in range(4)], "cpu")(logits)
-    assert calls == [torch.Size([4, 1000])]
+
+
+@pytest.mark.parametrize("scale", [0.05, 1.0, 4.0, 15.0])
+def test_radix_nucleus_equals_the_sorted_nucleus(scale):
+    from stars_plugins.decoding.sampling import _nucleus
+
+    torch.manual_seed(3)
+    probs = torch.softmax(torch.randn(32, 5000) * scale, dim=-1)
+    top_p = torch.rand(32) * 0.98 + 0.01
+    values, order = probs.sort(dim=-1, descending=True)
+    before = values.cumsum(-1) - values
+    expected = torch.zeros_like(probs, dtype=torch.bool).scatter(1, order, before <= top_p[:, None])
+    got = _nucleus(probs, top_p)
+    borderline = torch.zeros_like(expected).scatter(1, order, (before - top_p[:, None]).abs() < 1e-6)
+    assert ((got != expected) & ~borderline).sum() == 0
+    assert (got.sum(-1) >= 1).all()
 
 
 def test_a_rows_stream_does_not_depend_on_its_companions():

@@ -1,10 +1,10 @@
 """Token sampling for a batch whose rows may each have their own settings and random stream.
 
-Speed: one token per row per step, with no Python loop over rows and no host synchronisation.
-Truncation is turned into a per-row threshold on the (temperature-scaled) logits, and the token is
-drawn by inverse-CDF sampling over the *unsorted* vocabulary, so the vocabulary is sorted only for
-rows that ask for top-p without top-k (the nucleus has no bound then); top-k uses a partial
-`topk` of the largest k, which is cheap.
+Speed: one token per row per step, with no Python loop over rows and no host synchronisation, and
+no sort of the vocabulary. Rows without truncation draw by inverse CDF over the unsorted
+probabilities; top-k rows take a partial `topk` of the k largest (top-p then applies inside those);
+top-p rows without top-k find their nucleus by a two-pass radix selection on the probabilities'
+bits (O(V), where a sort is O(V log V)) and draw by inverse CDF over the unsorted survivors.
 
 Randomness: row r draws `u = hash(seed, stream, counter)` with a counter-based hash (splitmix64 in
 int64 tensor ops), where `counter` counts the draws that row actually used. A row's numbers thus
@@ -159,8 +159,8 @@ class BatchSampler:
         sampled = [i for i, r in enumerate(rows) if r.temperature > 0]
         self.any_greedy = len(sampled) < len(rows)
         self.any_temperature = any(r.temperature not in (0.0, 1.0) for r in rows)
-        # Rows that truncate with a top-k list (top-p applied inside it), rows that need the whole
-        # vocabulary sorted (top-p without top-k), and rows that sample from the full distribution.
+        # Rows that truncate with a top-k list (top-p applied inside it), rows with top-p but no
+        # top-k (a nucleus of any size), and rows that sample from the full distribution.
         # Greedy rows are in none of them: their token is the argmax.
         k_rows = [i for i in sampled if rows[i].top_k > 0]
         p_rows = [i for i in sampled if rows[i].top_k <= 0 and rows[i].top_p < 1]
@@ -190,12 +190,16 @@ class BatchSampler:
             tokens = self._put(tokens, self.full_rows, _inverse_cdf(probs, self._take(u, self.full_rows)))
         if self.k_rows is not None:  # a partial top-k: the k largest, sorted
             values, indices = self._take(scaled, self.k_rows).topk(min(self.k_max, scaled.shape[-1]), dim=-1)
-            picked = _sample_sorted(values, indices, self._take(u, self.k_rows), self._top_k, self._top_p_k,
-                                    self._any_top_p_k)
+            picked = _sample_top_k(values, indices, self._take(u, self.k_rows), self._top_k, self._top_p_k,
+                                   self._any_top_p_k)
             tokens = self._put(tokens, self.k_rows, picked)
-        if self.p_rows is not None:  # top-p without top-k: the nucleus has no bound, sort it all
-            values, indices = self._take(scaled, self.p_rows).sort(dim=-1, descending=True)
-            picked = _sample_sorted(values, indices, self._take(u, self.p_rows), None, self._top_p_p, True)
+        if self.p_rows is not None:  # top-p without top-k: select the nucleus without sorting
+            probs = torch.softmax(self._take(scaled, self.p_rows), dim=-1)
+            keep = _nucleus_sorted if probs.shape[-1] <= _SMALL_VOCAB else _nucleus
+            probs = torch.where(keep(probs, self._top_p_p), probs, 0.0)
+            picked = _inverse_cdf(probs, self._take(u, self.p_rows))
+            # Float rounding could land on a dropped token: take the most likely one instead.
+            picked = torch.where(probs.gather(1, picked[:, None]).squeeze(1) > 0, picked, probs.argmax(dim=-1))
             tokens = self._put(tokens, self.p_rows, picked)
         if self.any_greedy:
             tokens = torch.where(self.greedy, logits.argmax(dim=-1), tokens)
@@ -210,22 +214,64 @@ def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cumulative, target, right=True).clamp(max=probs.shape[-1] - 1).squeeze(1)
 
 
-def _sample_sorted(values: torch.Tensor, indices: torch.Tensor, u: torch.Tensor, top_k: torch.Tensor | None,
-                   top_p: torch.Tensor | None, any_top_p: bool) -> torch.Tensor:
-    """Sample from logits sorted largest first, keeping the first `top_k` (per row) and, within
-    those, the nucleus: every token whose higher-ranked mass is at most `top_p`."""
+_FIXED = float(1 << 40)  # probabilities as int64 multiples of 2**-40: exact, order-independent sums
+
+
+_SMALL_VOCAB = 4096  # below this a sort is cheap, and smaller than the radix histograms
+# Radix levels over the 31 value bits of a non-negative float32: (shift, bits) from the top.
+_LEVELS = ((18, 13), (9, 9), (0, 9))
+
+
+def _nucleus(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Which tokens top-p keeps, without sorting: every token whose strictly more likely tokens
+    hold at most `top_p` of the mass (so the most likely token always stays).
+
+    Radix selection on the bits of the probabilities (non-negative float32 bit patterns order like
+    their values): per level, a histogram of the mass by the next few bits among the tokens that
+    share the bits found so far (tokens below and above that range land in two extra end bins)
+    finds the bin where the cut falls. Three passes over the vocabulary, small histograms. Masses
+    are summed as int64 fixed point, so the result does not depend on summation order (GPU
+    atomics included)."""
+    rows = probs.shape[0]
+    bits = probs.view(torch.int32).to(torch.long)
+    mass = (probs * _FIXED).to(torch.long)
+    limit = (top_p.to(torch.float64) * _FIXED).to(torch.long)[:, None]
+    prefix = torch.zeros((rows, 1), dtype=torch.long, device=probs.device)  # the cut's bits found so far
+    for shift, width in _LEVELS:
+        # bin 0: below the range, bins 1..2**width: the next `width` bits, last bin: above the range
+        index = ((bits >> shift) - (prefix << width)).clamp_(-1, 1 << width).add_(1)
+        per_bin = torch.zeros((rows, (1 << width) + 2), dtype=torch.long, device=probs.device)
+        per_bin.scatter_add_(1, index, mass)
+        above = _mass_above(per_bin)
+        cut = ((above <= limit) & (per_bin > 0)).to(torch.uint8).argmax(dim=-1, keepdim=True)  # first such bin
+        prefix = (prefix << width) | (cut - 1)
+    return bits >= prefix
+
+
+def _nucleus_sorted(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """`_nucleus` by sorting (for small vocabularies)."""
+    values, order = probs.sort(dim=-1, descending=True)
+    before = values.cumsum(-1) - values
+    return torch.zeros_like(probs, dtype=torch.bool).scatter_(1, order, before <= top_p[:, None])
+
+
+def _mass_above(per_bin: torch.Tensor) -> torch.Tensor:
+    """Mass in bins strictly above each bin."""
+    return per_bin.flip(-1).cumsum(-1).flip(-1) - per_bin
+
+
+def _sample_top_k(values: torch.Tensor, indices: torch.Tensor, u: torch.Tensor, top_k: torch.Tensor,
+                  top_p: torch.Tensor, any_top_p: bool) -> torch.Tensor:
+    """Sample from the k largest logits (sorted, largest first), keeping each row's first `top_k`
+    and, within those, the nucleus: every token whose higher-ranked mass is at most `top_p`."""
     width = values.shape[-1]
-    kept = torch.full((values.shape[0],), width, dtype=torch.long, device=values.device)
-    if top_k is not None:
-        kept = top_k.clamp(max=width)
-        values = values.masked_fill(torch.arange(width, device=values.device)[None, :] >= kept[:, None],
-                                    float("-inf"))
-    probs = torch.softmax(values, dim=-1)
-    if any_top_p and top_p is not None:
+    kept = top_k.clamp(max=width)
+    columns = torch.arange(width, device=values.device)[None, :]
+    probs = torch.softmax(values.masked_fill(columns >= kept[:, None], float("-inf")), dim=-1)
+    if any_top_p:
         before = probs.cumsum(-1) - probs
-        nucleus = (before <= top_p[:, None]).sum(-1).clamp(min=1)
-        kept = torch.minimum(kept, nucleus)
-        probs = probs.masked_fill(torch.arange(width, device=values.device)[None, :] >= kept[:, None], 0.0)
+        kept = torch.minimum(kept, (before <= top_p[:, None]).sum(-1).clamp(min=1))
+        probs = probs.masked_fill(columns >= kept[:, None], 0.0)
     choice = torch.minimum(_inverse_cdf(probs, u), kept - 1)
     return indices.gather(1, choice[:, None]).squeeze(1)
 
