@@ -228,26 +228,41 @@ def run_reward_cache(*, batch: int = 16, max_new_tokens: int = 256, horizon: int
         tokens["cached"].append(sum(reward.last_tokens))
         worst = max(worst, max(abs(a - b) for a, b in zip(plain, cached, strict=True)))
     reward.release(list(range(batch)))
-    quarter = max(1, len(calls) // 4)
-    summary = {mode: {"reward_seconds": round(sum(timing[mode]), 3), "reward_tokens": sum(tokens[mode]),
-                      "tokens_per_round_first_quarter": round(sum(tokens[mode][1 : 1 + quarter]) / quarter, 1),
-                      "tokens_per_round_last_quarter": round(sum(tokens[mode][-quarter:]) / quarter, 1)}
-               for mode in timing}
+    pairs = [len(call) for call in calls]
+    summary = reward_cache_summary(timing, tokens, pairs)
     ratio = summary["cached"]["reward_seconds"] / summary["uncached"]["reward_seconds"]
     return {"device": _device_name(target), "reward_model": reward.name + " + fresh score head",
             "dtype": str(reward.model.dtype), "batch": batch, "max_new_tokens": max_new_tokens, "horizon": horizon,
             "candidates": candidates, "reject_probability": reject, "rounds": len(rounds), **summary,
             "time_ratio_cached_vs_uncached": round(ratio, 3), "max_abs_score_difference": worst,
-            "tokens_per_round": tokens, "seconds_per_round": {m: [round(t, 4) for t in v] for m, v in timing.items()},
+            "pairs_per_call": pairs, "tokens_per_call": tokens,
+            "seconds_per_call": {m: [round(t, 4) for t in v] for m, v in timing.items()},
             "table": reward_cache_table(summary, ratio)}
 
 
+def reward_cache_summary(timing: dict[str, list[float]], tokens: dict[str, list[int]],
+                         pairs: Sequence[int]) -> dict[str, dict[str, Any]]:
+    """Totals per mode, and reward-model tokens per scored pair early and late in the responses
+    (the first and last quarter of the rounds after the R(prompt, "") call)."""
+    rounds = len(pairs) - 1
+    quarter = max(1, rounds // 4)
+    early, late = range(1, 1 + quarter), range(len(pairs) - quarter, len(pairs))
+
+    def per_pair(mode: str, calls: range) -> float:
+        return sum(tokens[mode][i] for i in calls) / sum(pairs[i] for i in calls)
+
+    return {mode: {"reward_seconds": round(sum(timing[mode]), 3), "reward_tokens": sum(tokens[mode]),
+                   "tokens_per_pair_first_quarter": round(per_pair(mode, early), 1),
+                   "tokens_per_pair_last_quarter": round(per_pair(mode, late), 1)}
+            for mode in timing}
+
+
 def reward_cache_table(summary: dict[str, dict[str, Any]], ratio: float) -> str:
-    lines = ["| reward phase | seconds | reward-model tokens | tokens/round, first quarter "
-             "| tokens/round, last quarter |", "|---|---:|---:|---:|---:|"]
+    lines = ["| reward phase | seconds | reward-model tokens | tokens per candidate, first quarter of rounds "
+             "| tokens per candidate, last quarter |", "|---|---:|---:|---:|---:|"]
     for mode, s in summary.items():
-        lines.append(f"| {mode} | {s['reward_seconds']:.2f} | {s['reward_tokens']} "
-                     f"| {s['tokens_per_round_first_quarter']:.0f} | {s['tokens_per_round_last_quarter']:.0f} |")
+        lines.append(f"| {mode} | {s['reward_seconds']:.1f} | {s['reward_tokens']} "
+                     f"| {s['tokens_per_pair_first_quarter']:.0f} | {s['tokens_per_pair_last_quarter']:.0f} |")
     lines.append(f"\ncached / uncached reward time: {ratio:.3f}")
     return "\n".join(lines)
 
