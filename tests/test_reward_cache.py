@@ -124,3 +124,18 @@ def test_the_first_candidate_is_kept_even_when_a_requests_rows_span_two_chunks()
     reuse = min(_common_prefix(kept, i) for i in ids)
     assert reuse > len(reward.input_ids("hello", "")) - 3  # more than the prompt is reused
     assert reward.last_tokens == [len(i) - reuse for i in ids]
+
+
+def test_the_reward_cache_bench_replays_stars_rounds():
+    from stars_plugins.bench_speed import reward_cache_schedule, reward_cache_summary
+
+    tokenizer = tiny_tokenizer(vocab_size=420)
+    rounds = reward_cache_schedule(tokenizer, ["p0", "p1", "p2"], max_new_tokens=24, horizon=8, candidates=2,
+                                   reject=0.3, seed=0)
+    assert all(len([i for i, _ in r if i == request]) in (0, 2) for r in rounds for request in range(3))
+    last_text = {i: text for r in rounds for i, text in r}
+    for request in range(3):
+        assert len(tokenizer(last_text[request], add_special_tokens=False)["input_ids"]) >= 16
+    pairs = [3] + [len(r) for r in rounds]
+    summary = reward_cache_summary({"a": [1.0] * len(pairs)}, {"a": [2 * p for p in pairs]}, pairs)
+    assert summary["a"]["tokens_per_pair_first_quarter"] == summary["a"]["tokens_per_pair_last_quarter"] == 2
