@@ -247,6 +247,7 @@ class _LiveWatch:
     row ends early, one extra all-masked step runs (it writes masked columns, samples nothing)."""
 
     def __init__(self, device: torch.device):
+        self.device = device
         self.lagged = device.type == "cuda"
         self.pending: tuple[torch.Tensor, Any] | None = None
 
@@ -261,7 +262,7 @@ class _LiveWatch:
         flag = torch.empty((), dtype=torch.bool, pin_memory=True)
         flag.copy_(live.any(), non_blocking=True)
         event = torch.cuda.Event()
-        event.record()
+        event.record(torch.cuda.current_stream(self.device))  # the stream the copy was queued on
         self.pending = (flag, event)
         return done
 
