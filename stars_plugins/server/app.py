@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stars_plugins.server.choices import ChoiceEvent, run_choices
@@ -82,16 +83,17 @@ def create_app(runtime: Any, *, model_name: str = "stars", api_key: str | None =
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorized)])
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-        return await _generate(state, body, chat=True)
+        return await _generate(state, body, request, chat=True)
 
     @app.post("/v1/completions", dependencies=[Depends(authorized)])
     async def completions(body: CompletionRequest, request: Request) -> Any:
-        return await _generate(state, body, chat=False)
+        return await _generate(state, body, request, chat=False)
 
     return app
 
 
-async def _generate(state: ServerState, body: ChatCompletionRequest | CompletionRequest, *, chat: bool) -> Any:
+async def _generate(state: ServerState, body: ChatCompletionRequest | CompletionRequest, request: Request, *,
+                    chat: bool) -> Any:
     if body.model not in state.served_names():
         raise APIError(404, f"model {body.model!r} is not served here; use {state.model_name!r}",
                        param="model", code="model_not_found")
@@ -116,10 +118,32 @@ async def _generate(state: ServerState, body: ChatCompletionRequest | Completion
         return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     try:
-        return _collect(state, plan, shape, first, [e async for e in events], prompt_param)
+        rest = await _until_disconnected(request, _drain(events))
+        if rest is None:  # the client left: its choices were cancelled, nobody reads an answer
+            state.finished["disconnected"] += 1
+            return Response(status_code=499)
+        return _collect(state, plan, shape, first, rest, prompt_param)
     finally:
         state.gate.release()
-        await events.aclose()
+        await _close_quietly(events)
+
+
+async def _drain(events: AsyncIterator[ChoiceEvent]) -> list[ChoiceEvent]:
+    return [event async for event in events]
+
+
+async def _until_disconnected(request: Request, work: Any, poll: float = 0.25) -> Any:
+    """Await `work`, cancelling it (and returning None) if the client disconnects meanwhile."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                return None
+    finally:
+        task.cancel()
 
 
 def _collect(state: ServerState, plan: Plan, shape: ResponseShape, first: ChoiceEvent,

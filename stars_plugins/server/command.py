@@ -7,6 +7,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
 import sys
 
 from stars_plugins.server.protocol import ServerLimits
@@ -71,7 +72,11 @@ def serve_command(args: argparse.Namespace) -> int:
           f"reward {runtime.reward.name}", file=sys.stderr, flush=True)
     config = uvicorn.Config(app, host=args.host, port=args.port, access_log=not args.no_access_log,
                             timeout_graceful_shutdown=args.graceful_shutdown, log_level="info")
+    # uvicorn drains on SIGTERM, then re-raises the signal under the handler it found: make that one
+    # a no-op so that a drained server exits 0 rather than dying of the signal.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.Server(config).run()  # SIGINT/SIGTERM: stop accepting, drain in-flight requests, exit
+    print("stars serve: stopped", file=sys.stderr)
     return 0
 
 
