@@ -276,3 +276,28 @@ def test_failing_reward_fails_only_its_own_request(client):
     assert client.post("/v1/chat/completions", json=ok).status_code == 200
     health = client.get("/health").json()
     assert health["requests"]["failed"] >= 2 and health["active_requests"] == 0
+
+
+# ---------------------------------------------------------------------------- CLI wiring
+def test_serve_command_defaults_to_loopback_and_the_package_does_not_need_fastapi():
+    import subprocess
+    import sys
+
+    from stars_plugins.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--api-key-env", "KEY"])
+    assert (args.host, args.port, args.api_key_env, args.model_name) == ("127.0.0.1", 8000, "KEY", "stars")
+    assert build_parser().parse_args(["bench", "--serve"]).serve
+    code = ("import sys, stars_plugins, stars_plugins.server, stars_plugins.cli as cli; cli.build_parser(); "
+            "sys.exit(int(any(m in sys.modules for m in ('fastapi', 'uvicorn', 'starlette'))))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_missing_api_key_variable_is_a_clear_error(monkeypatch):
+    from stars_plugins.server.command import _api_key
+
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    with pytest.raises(ValueError, match="NO_SUCH_KEY_VAR"):
+        _api_key("NO_SUCH_KEY_VAR")
+    monkeypatch.setenv("NO_SUCH_KEY_VAR", "k")
+    assert _api_key("NO_SUCH_KEY_VAR") == "k"

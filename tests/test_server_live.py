@@ -209,6 +209,7 @@ def test_llama_index_openai_like(server):
                                  max_tokens=12, context_window=8192, max_retries=0)
     response = llm.chat([ChatMessage(role="user", content="Name a fruit.")])
     assert response.message.content.strip()
+    assert response.raw.choices[0].model_extra["stars"]["stats"]["accepted_tokens"] >= 1  # the raw response
     streamed = list(llm.stream_chat([ChatMessage(role="user", content="Name a fruit.")]))
     assert streamed and streamed[-1].message.content.strip()
 
