@@ -227,6 +227,19 @@ def test_completions_endpoint_stream_and_n(client):
     assert events[-2]["choices"][0]["finish_reason"] in ("stop", "length")
 
 
+def test_stream_with_n_choices_interleaves_and_finishes_each_once(client):
+    payload = {"model": "stars", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "seed": 4,
+               "n": 2, "stream": True}
+    with client.stream("POST", "/v1/chat/completions", json=payload) as r:
+        events = sse_events(r)
+    choices = [c for e in events[:-1] for c in e["choices"]]
+    assert [c["index"] for c in choices[:2]] == [0, 1] and all(c["delta"].get("role") for c in choices[:2])
+    assert sorted(c["index"] for c in choices if c["finish_reason"]) == [0, 1]
+    texts = ["".join(c["delta"].get("content", "") for c in choices if c["index"] == i) for i in (0, 1)]
+    whole = client.post("/v1/chat/completions", json={**payload, "stream": False}).json()
+    assert texts == [c["message"]["content"] for c in whole["choices"]]
+
+
 def test_http_errors_use_openai_shape(client):
     cases = [
         ({"model": "stars", "messages": [], "max_tokens": 4}, 400, "messages"),
@@ -274,6 +287,12 @@ def test_failing_reward_fails_only_its_own_request(client):
         events = sse_events(r)
     assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "reward_error"
     assert client.post("/v1/chat/completions", json=ok).status_code == 200
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:  # side by side, likely in one batch: only the bad one fails
+        statuses = list(pool.map(lambda body: client.post("/v1/chat/completions", json=body).status_code,
+                                 [bad, ok, ok]))
+    assert statuses == [500, 200, 200]
     health = client.get("/health").json()
     assert health["requests"]["failed"] >= 2 and health["active_requests"] == 0
 
