@@ -91,7 +91,7 @@ class CausalLMReward(ClassifierReward):
         self.last_tokens: list[int] = []
         self.pad_id = getattr(model.config, "pad_token_id", None)
         self._lock = threading.RLock()
-        self._counted = []
+        self._counted: list[int] = []  # tokens per pair while the uncached path encodes
 
     # ------------------------------------------------------------------ tokens
     def input_ids(self, prompt: str, response: str) -> list[int]:
@@ -115,7 +115,7 @@ class CausalLMReward(ClassifierReward):
     # ------------------------------------------------------------------ uncached
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         with self._lock:
-            self._counted: list[int] = []
+            self._counted = []
             scores = super().score(prompts, responses)
             self.last_tokens = self._counted
             return scores
