@@ -11,7 +11,7 @@ import torch
 
 from stars_plugins.rewards.causal import CausalLMReward, supports_prefix_cache
 from stars_plugins.rewards.classifier import ClassifierReward, load_classifier_reward
-from tests.test_sampling import tiny_tokenizer
+from tests.test_sampling import build_tiny_runtime, tiny_tokenizer
 
 CHAT = "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}</s>\n{% endfor %}"
 TEXT = ("the quick brown fox jumps over a lazy dog while counting one two three four five six seven "
@@ -139,3 +139,34 @@ def test_the_reward_cache_bench_replays_stars_rounds():
     pairs = [3] + [len(r) for r in rounds]
     summary = reward_cache_summary({"a": [1.0] * len(pairs)}, {"a": [2 * p for p in pairs]}, pairs)
     assert summary["a"]["tokens_per_pair_first_quarter"] == summary["a"]["tokens_per_pair_last_quarter"] == 2
+
+
+class Recording(CausalLMReward):
+    """Adds up the tokens the reward model reports for every call, keyed or not."""
+
+    total = 0
+
+    def score(self, prompts, responses):
+        scores = super().score(prompts, responses)
+        self.total += sum(self.last_tokens)
+        return scores
+
+    def score_keyed(self, keys, prompts, responses):
+        scores = super().score_keyed(keys, prompts, responses)
+        self.total += sum(self.last_tokens)
+        return scores
+
+
+def test_generation_stats_count_the_reward_model_tokens(tmp_path):
+    from stars_plugins import StarsConfig
+
+    tiny_runtime = build_tiny_runtime(tmp_path)
+    tokenizer = tiny_tokenizer(vocab_size=420)
+    tokenizer.chat_template = CHAT
+    reward = Recording(reward_model("qwen2", tokenizer), tokenizer, name="tiny-rm")
+    config = StarsConfig(horizon=4, max_new_tokens=12, target_reward=-1e9, acceptance="hard", seed=0)
+    [result] = tiny_runtime.generate(["count with me"], config, reward=reward)
+    assert result.stats.reward_calls >= 2
+    assert result.stats.reward_tokens == reward.total > 0
+    [plain] = tiny_runtime.generate(["count with me"], config, reward=lambda p, r: [0.0] * len(r))
+    assert plain.stats.reward_tokens == 0

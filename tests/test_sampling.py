@@ -178,12 +178,11 @@ def test_rows_that_sit_out_a_step_do_not_advance():
 
 
 # ---------------------------------------------------------------- end to end, tiny model from a config
-@pytest.fixture(scope="module")
-def tiny_runtime(tmp_path_factory) -> StarsRuntime:
+def build_tiny_runtime(folder) -> StarsRuntime:
+    """A 2-layer Llama built from a config over `tiny_tokenizer()`, saved to `folder`, loaded by path."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     tokenizer = tiny_tokenizer()
-    folder = tmp_path_factory.mktemp("tiny-llama-bpe")
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                          bos_token_id=1, eos_token_id=2, pad_token_id=0)
@@ -194,6 +193,11 @@ def tiny_runtime(tmp_path_factory) -> StarsRuntime:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return StarsRuntime.from_pretrained(str(folder))
+
+
+@pytest.fixture(scope="module")
+def tiny_runtime(tmp_path_factory) -> StarsRuntime:
+    return build_tiny_runtime(tmp_path_factory.mktemp("tiny-llama-bpe"))
 
 
 def odd_length(prompts, responses):

@@ -26,6 +26,7 @@ from stars_plugins.decoding.sampling import entropy
 from stars_plugins.decoding.state import Candidate, Event, FinishEvent, RequestState, SegmentEvent, sampling_rows
 from stars_plugins.errors import RewardError
 from stars_plugins.rewards.base import RewardModel, score_checked
+from stars_plugins.rewards.causal import add_reward_tokens
 
 
 @dataclass
@@ -348,7 +349,9 @@ def score_texts(ctx: DecodeContext, owners: list[RequestState], prompts: list[st
     for r in {id(r): r for r in owners}.values():
         r.stats.reward_calls += 1
     try:
-        return list(score_checked(ctx.reward, prompts, responses))
+        scores = list(score_checked(ctx.reward, prompts, responses))
+        add_reward_tokens(ctx.reward, [r.stats for r in owners])
+        return scores
     except RewardError:
         pass
     scores: list[float | None] = [None] * len(responses)
@@ -362,6 +365,7 @@ def score_texts(ctx: DecodeContext, owners: list[RequestState], prompts: list[st
         except RewardError as exc:
             r.finish("error", exc)
             continue
+        add_reward_tokens(ctx.reward, [r.stats] * len(positions))
         for i, value in zip(positions, values, strict=True):
             scores[i] = value
     return scores
