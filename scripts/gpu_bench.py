@@ -140,6 +140,8 @@ def main() -> int:
     parser.add_argument("--cards-quantile", type=float, default=0.9,
                         help="CARDS entropy threshold as a quantile of the policy's own entropies")
     parser.add_argument("--output", default=None, help="JSON path (default: $OUT/gpu_bench.json if $OUT is set)")
+    parser.add_argument("--skip-speed", action="store_true",
+                        help="skip the issue-11 parts: engine overhead at batch 64, reward-model prefix cache")
     args = parser.parse_args()
 
     tokenizer = byte_tokenizer()
@@ -170,10 +172,43 @@ def main() -> int:
     table += [f"| {r['strategy']} | {r['batch']} | {r['tokens_per_second']} | {r['rejections']} "
               f"| {r['discarded_per_rejection']} | {r['wall_seconds']} |" for r in rows]
     print("\n".join(table))
+    speed = {} if args.skip_speed else speed_benches(args, tokenizer)
     output = args.output or (os.path.join(os.environ["OUT"], "gpu_bench.json") if os.environ.get("OUT") else None)
     if output:
-        Path(output).write_text(json.dumps({"device": device_name, "rows": rows}, indent=2))
+        Path(output).write_text(json.dumps({"device": device_name, "rows": rows, **speed}, indent=2))
     return 0
+
+
+def speed_benches(args: argparse.Namespace, tokenizer) -> dict:
+    """Issue 11 on this device: `stars bench --overhead` at batch 64 (a tiny Llama, STARS vs
+    `generate`, top_k x top_p), and the reward phase of a ~1.1B causal reward model (TinyLlama's
+    shape, random weights, bf16) with and without its prefix cache (16 requests, 256 new tokens)."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from stars_plugins.bench_speed import reward_cache_schedule, run_overhead, time_reward_phase
+    from stars_plugins.rewards.causal import CausalLMReward
+
+    device = torch.device(args.device)
+    overhead = run_overhead((4,) if args.tiny else (64,), max_new_tokens=16 if args.tiny else 128, device=device,
+                            tokenizer=tokenizer, vocab_size=32000, apply_chat_template=False, progress=False)
+    print("\nEngine overhead (tiny Llama from a config):\n" + overhead["table"], flush=True)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    shape = ({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2} if args.tiny else
+             {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32,
+              "num_key_value_heads": 4})
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForSequenceClassification(LlamaConfig(vocab_size=32000, num_labels=1, bos_token_id=1,
+                                                           eos_token_id=2, pad_token_id=0, **shape)).to(dtype)
+    reward = CausalLMReward(model.requires_grad_(False), tokenizer, name="llama-1.1b-rm-random", batch_size=64)
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(4 if args.tiny else 16)]
+    rounds = reward_cache_schedule(tokenizer, prompts, max_new_tokens=32 if args.tiny else 256, horizon=16,
+                                   candidates=1, reject=0.3, seed=0)
+    cache = time_reward_phase(reward, prompts, rounds, device, progress=False)
+    print("\nReward-model prefix cache (~1.1B causal reward model):\n" + cache["table"], flush=True)
+    del reward, model
+    return {"overhead": overhead, "reward_cache": cache}
 
 
 if __name__ == "__main__":

@@ -33,16 +33,17 @@ def embedded_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(source.location, **source.pretrained_kwargs())
 
 
-def tiny_llama_policy(tokenizer: Any, device: str | torch.device, *, seed: int = 0) -> Any:
-    """A 2-layer, 64-wide Llama over the tokenizer's full vocabulary, random weights."""
+def tiny_llama_policy(tokenizer: Any, device: str | torch.device, *, vocab_size: int | None = None,
+                      seed: int = 0) -> Any:
+    """A 2-layer, 64-wide Llama over the tokenizer's vocabulary (or `vocab_size`), random weights."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from stars_plugins.policy.hf import HFPolicy
 
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(vocab_size=vocab_size or len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(device).requires_grad_(False)
     return HFPolicy(model, tokenizer, name="tiny-llama (random, from a config)")
@@ -82,8 +83,10 @@ def _generate_tokens(policy: Any, prepared: Sequence[Any], top_k: int, top_p: fl
 
 def run_overhead(batch_sizes: Sequence[int] = (32, 64), *, max_new_tokens: int = 128, horizon: int = 16,
                  device: str | torch.device | None = None, sampling: Sequence[tuple[int, float]] = OVERHEAD_SAMPLING,
+                 tokenizer: Any = None, vocab_size: int | None = None, apply_chat_template: bool = True,
                  progress: bool = True) -> dict[str, Any]:
-    """STARS vs `generate` tokens/s for every (batch size, top_k, top_p), measured alternately."""
+    """STARS vs `generate` tokens/s for every (batch size, top_k, top_p), measured alternately.
+    The tokenizer defaults to the embedded policy's (its vocabulary sizes the model)."""
     from tqdm.auto import tqdm
 
     from stars_plugins.bench import builtin_prompts
@@ -92,11 +95,12 @@ def run_overhead(batch_sizes: Sequence[int] = (32, 64), *, max_new_tokens: int =
     from stars_plugins.runtime import StarsRuntime
 
     target = resolve_device(device)
-    policy = tiny_llama_policy(embedded_tokenizer(), target)
+    policy = tiny_llama_policy(tokenizer if tokenizer is not None else embedded_tokenizer(), target,
+                               vocab_size=vocab_size)
     runtime = StarsRuntime(policy, CallableReward(_accept_all, name="accept-all"))
     prompts = builtin_prompts()
     base = StarsConfig(strategy="stars", horizon=horizon, max_new_tokens=max_new_tokens, temperature=1.0,
-                       target_reward=0.0, acceptance="hard", seed=0)
+                       target_reward=0.0, acceptance="hard", seed=0, apply_chat_template=apply_chat_template)
     runtime.generate(prompts[:2], base.updated(max_new_tokens=4))  # warm-up
     rows = []
     cells = [(b, k, p) for b in batch_sizes for k, p in sampling]
@@ -120,7 +124,7 @@ def run_overhead(batch_sizes: Sequence[int] = (32, 64), *, max_new_tokens: int =
                          "generate_tokens": gen_tokens, "generate_seconds": round(gen_seconds, 3),
                          "generate_tokens_per_second": round(gen_rate, 1),
                          "ratio": round(stars_rate / gen_rate, 3)})
-    return {"device": _device_name(target), "model": policy.name, "vocab": len(policy.tokenizer),
+    return {"device": _device_name(target), "model": policy.name, "vocab": policy.model.config.vocab_size,
             "max_new_tokens": max_new_tokens, "horizon": horizon, "rows": rows,
             "min_ratio": min(r["ratio"] for r in rows), "table": overhead_table(rows)}
 
@@ -191,8 +195,6 @@ def run_reward_cache(*, batch: int = 16, max_new_tokens: int = 256, horizon: int
                      progress: bool = True) -> dict[str, Any]:
     """The reward phase of STARS rounds with and without the prefix cache, call by call alternately,
     on a causal reward model built from the embedded SmolLM2 weights with a fresh score head."""
-    from tqdm.auto import tqdm
-
     from stars_plugins.bench import builtin_prompts
     from stars_plugins.models import embedded_policy_file
     from stars_plugins.policy.loader import resolve_device
@@ -206,34 +208,43 @@ def run_reward_cache(*, batch: int = 16, max_new_tokens: int = 256, horizon: int
     prompts = [builtin_prompts()[i % len(builtin_prompts())] for i in range(batch)]
     rounds = reward_cache_schedule(reward.tokenizer, prompts, max_new_tokens=max_new_tokens, horizon=horizon,
                                    candidates=candidates, reject=reject, seed=seed)
-    calls = [[(i, "") for i in range(batch)], *rounds]  # the first call: R(prompt, "") for the thresholds
-    reward.score_keyed([0], prompts[:1], ["warm-up"])
-    reward.release([0])
+    report = time_reward_phase(reward, prompts, rounds, target, progress=progress)
+    return {"reward_model": reward.name + " + fresh score head", "batch": batch, "max_new_tokens": max_new_tokens,
+            "horizon": horizon, "candidates": candidates, "reject_probability": reject, **report}
+
+
+def time_reward_phase(reward: Any, prompts: Sequence[str], rounds: Sequence[Sequence[tuple[int, str]]],
+                      device: torch.device, *, progress: bool = True) -> dict[str, Any]:
+    """Replay R(prompt, "") and then `rounds` through `reward.score` (uncached) and
+    `reward.score_keyed` (prefix cache), call by call alternately; time both, count tokens."""
+    from tqdm.auto import tqdm
+
+    calls = [[(i, "") for i in range(len(prompts))], *rounds]  # the first call: R(prompt, "") for thresholds
+    reward.score_keyed([-1], prompts[:1], ["warm-up"])
+    reward.release([-1])
     timing: dict[str, list[float]] = {"uncached": [], "cached": []}
     tokens: dict[str, list[int]] = {"uncached": [], "cached": []}
     worst = 0.0
     for pairs in tqdm(calls, desc="reward rounds", disable=not progress, unit="round"):
         keys, texts = [i for i, _ in pairs], [t for _, t in pairs]
         ask = [prompts[i] for i in keys]
-        _sync(target)
+        _sync(device)
         start = time.perf_counter()
         plain = reward.score(ask, texts)
-        _sync(target)
+        _sync(device)
         timing["uncached"].append(time.perf_counter() - start)
         tokens["uncached"].append(sum(reward.last_tokens))
         start = time.perf_counter()
         cached = reward.score_keyed(keys, ask, texts)
-        _sync(target)
+        _sync(device)
         timing["cached"].append(time.perf_counter() - start)
         tokens["cached"].append(sum(reward.last_tokens))
         worst = max(worst, max(abs(a - b) for a, b in zip(plain, cached, strict=True)))
-    reward.release(list(range(batch)))
+    reward.release(list(range(len(prompts))))
     pairs = [len(call) for call in calls]
     summary = reward_cache_summary(timing, tokens, pairs)
     ratio = summary["cached"]["reward_seconds"] / summary["uncached"]["reward_seconds"]
-    return {"device": _device_name(target), "reward_model": reward.name + " + fresh score head",
-            "dtype": str(reward.model.dtype), "batch": batch, "max_new_tokens": max_new_tokens, "horizon": horizon,
-            "candidates": candidates, "reject_probability": reject, "rounds": len(rounds), **summary,
+    return {"device": _device_name(device), "dtype": str(reward.model.dtype), "rounds": len(rounds), **summary,
             "time_ratio_cached_vs_uncached": round(ratio, 3), "max_abs_score_difference": worst,
             "pairs_per_call": pairs, "tokens_per_call": tokens,
             "seconds_per_call": {m: [round(t, 4) for t in v] for m, v in timing.items()},

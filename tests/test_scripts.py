@@ -25,3 +25,6 @@ def test_gpu_bench_script_runs_end_to_end_on_tiny_models(tmp_path):
         (s, b) for s in ("vanilla", "stars", "cards") for b in (1, 4)
     }
     assert all(r["tokens_per_second"] > 0 for r in report["rows"])
+    assert {(r["top_k"], r["top_p"]) for r in report["overhead"]["rows"]} == {(0, 1.0), (0, 0.9), (40, 1.0), (40, 0.9)}
+    assert report["reward_cache"]["max_abs_score_difference"] < 1e-4
+    assert report["reward_cache"]["cached"]["reward_tokens"] < report["reward_cache"]["uncached"]["reward_tokens"]
