@@ -14,8 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from stars_plugins.errors import ConfigError
 
-STRATEGY_NAMES = ("stars", "vanilla", "best_of_n", "cards")
-
 
 class StarsConfig(BaseModel):
     """Decoding settings for one request (or one chain).
@@ -26,7 +24,11 @@ class StarsConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
-    strategy: str = Field("stars", description="Decoding strategy: stars, vanilla, best_of_n or cards.")
+    strategy: str = Field(
+        "stars",
+        description="Decoding strategy: stars, vanilla, best_of_n, cards or a registered one "
+        "(checked when a call resolves its config).",
+    )
 
     # --- STARS segmentation -------------------------------------------------------------------
     horizon: int = Field(16, ge=1, le=1024, description="K: tokens per segment (the lockstep heartbeat).")
@@ -78,16 +80,6 @@ class StarsConfig(BaseModel):
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
 
-    @field_validator("strategy")
-    @classmethod
-    def _known_strategy(cls, value: str) -> str:
-        from stars_plugins.decoding import available_strategies
-
-        names = available_strategies()
-        if value not in names:
-            raise ValueError(f"unknown strategy {value!r}; available: {', '.join(names)}")
-        return value
-
     @field_validator("stop", mode="before")
     @classmethod
     def _stop_tuple(cls, value: Any) -> Any:
@@ -125,10 +117,6 @@ class StarsConfig(BaseModel):
         if not changes:
             return self
         return StarsConfig(**{**self.model_dump(), **changes})
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(cls.model_fields)
 
 
 def _bounds(field: str) -> str:

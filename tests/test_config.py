@@ -24,7 +24,6 @@ def test_defaults_match_the_published_settings():
         ("temperature", -1.0, "temperature"),
         ("max_new_tokens", 0, "max_new_tokens"),
         ("acceptance", "maybe", "acceptance"),
-        ("strategy", "beam", "unknown strategy 'beam'; available: stars, vanilla, best_of_n, cards"),
         ("target_reward", float("nan"), "target_reward"),
     ],
 )
@@ -60,3 +59,16 @@ def test_stop_accepts_a_string_or_a_list_and_rejects_empty_strings():
     assert StarsConfig(stop=None).stop == ()
     with pytest.raises(ConfigError, match="non-empty"):
         StarsConfig(stop=[""])
+
+
+def test_an_unknown_strategy_is_refused_where_strategies_are_registered_with_the_config_error_text():
+    from stars_plugins.decoding import check_strategy, get_strategy
+
+    config = StarsConfig(strategy="beam")  # config.py does not know the registry (no import cycle)
+    expected = ("invalid StarsConfig: strategy='beam': unknown strategy 'beam'; "
+                "available: stars, vanilla, best_of_n, cards")
+    for call in (lambda: check_strategy(config.strategy), lambda: get_strategy("beam")):
+        with pytest.raises(ConfigError) as info:
+            call()
+        assert str(info.value) == expected
+    assert check_strategy("cards") == "cards"
