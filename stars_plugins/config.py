@@ -8,11 +8,21 @@ never in the loaded model.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stars_plugins.errors import ConfigError
+
+#: Installed by the strategy registry (`stars_plugins.decoding`) when it is imported: returns what is
+#: wrong with a strategy name, or None. Config validation asks it without importing the registry.
+_strategy_problem: Callable[[str], str | None] | None = None
+
+
+def set_strategy_check(check: Callable[[str], str | None]) -> None:
+    global _strategy_problem
+    _strategy_problem = check
 
 
 class StarsConfig(BaseModel):
@@ -26,8 +36,7 @@ class StarsConfig(BaseModel):
 
     strategy: str = Field(
         "stars",
-        description="Decoding strategy: stars, vanilla, best_of_n, cards or a registered one "
-        "(checked when a call resolves its config).",
+        description="Decoding strategy: stars, vanilla, best_of_n, cards or one added with register_strategy.",
     )
 
     # --- STARS segmentation -------------------------------------------------------------------
@@ -79,6 +88,14 @@ class StarsConfig(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
+
+    @field_validator("strategy")
+    @classmethod
+    def _registered_strategy(cls, value: str) -> str:
+        problem = _strategy_problem(value) if _strategy_problem is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("stop", mode="before")
     @classmethod

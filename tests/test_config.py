@@ -24,6 +24,7 @@ def test_defaults_match_the_published_settings():
         ("temperature", -1.0, "temperature"),
         ("max_new_tokens", 0, "max_new_tokens"),
         ("acceptance", "maybe", "acceptance"),
+        ("strategy", "beam", "unknown strategy 'beam'; available: stars, vanilla, best_of_n, cards"),
         ("target_reward", float("nan"), "target_reward"),
     ],
 )
@@ -61,14 +62,23 @@ def test_stop_accepts_a_string_or_a_list_and_rejects_empty_strings():
         StarsConfig(stop=[""])
 
 
-def test_an_unknown_strategy_is_refused_where_strategies_are_registered_with_the_config_error_text():
+def test_an_unknown_strategy_is_refused_by_the_registry_and_the_config_with_the_same_text():
     from stars_plugins.decoding import check_strategy, get_strategy
 
-    config = StarsConfig(strategy="beam")  # config.py does not know the registry (no import cycle)
     expected = ("invalid StarsConfig: strategy='beam': unknown strategy 'beam'; "
                 "available: stars, vanilla, best_of_n, cards")
-    for call in (lambda: check_strategy(config.strategy), lambda: get_strategy("beam")):
+    for call in (lambda: check_strategy("beam"), lambda: get_strategy("beam"), lambda: StarsConfig(strategy="beam")):
         with pytest.raises(ConfigError) as info:
             call()
         assert str(info.value) == expected
     assert check_strategy("cards") == "cards"
+
+
+def test_a_registered_strategy_is_a_valid_config_value():
+    from stars_plugins.decoding import _registry, get_strategy, register_strategy
+
+    register_strategy("mine", lambda: get_strategy("vanilla"))
+    try:
+        assert StarsConfig(strategy="mine").strategy == "mine"
+    finally:
+        del _registry["mine"]

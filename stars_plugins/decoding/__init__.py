@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from stars_plugins.config import StarsConfig
+from stars_plugins.config import StarsConfig, set_strategy_check
 from stars_plugins.decoding.best_of_n import BestOfN
 from stars_plugins.decoding.judges import FinalScoreJudge, ThresholdJudge
 from stars_plugins.decoding.rules import EntropyBoundary, FixedHorizon
@@ -73,14 +73,25 @@ def available_strategies() -> tuple[str, ...]:
     return tuple(_registry)
 
 
+def strategy_problem(name: str) -> str | None:
+    """What is wrong with a strategy name (None: it is registered)."""
+    if name in _registry:
+        return None
+    return f"unknown strategy {name!r}; available: {', '.join(_registry)}"
+
+
 def check_strategy(name: str) -> str:
     """`name` if a strategy is registered under it, else `UnknownStrategyError` (a `ConfigError`)
-    with the text `StarsConfig` validation uses."""
-    if name not in _registry:
-        raise UnknownStrategyError(
-            f"invalid StarsConfig: strategy={name!r}: unknown strategy {name!r}; available: {', '.join(_registry)}"
-        )
+    with the text `StarsConfig` validation gives."""
+    problem = strategy_problem(name)
+    if problem:
+        raise UnknownStrategyError(f"invalid StarsConfig: strategy={name!r}: {problem}")
     return name
+
+
+# StarsConfig checks strategy names at construction through this hook (config.py cannot import
+# the registry: the registry's strategies import config).
+set_strategy_check(strategy_problem)
 
 
 def get_strategy(name: str) -> Strategy:

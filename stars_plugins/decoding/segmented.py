@@ -20,6 +20,7 @@ from stars_plugins.decoding.judges import Judge
 from stars_plugins.decoding.rules import SegmentRule
 from stars_plugins.decoding.scoring import DecodeContext, release
 from stars_plugins.decoding.state import Candidate, Event, FinishEvent, RequestState, SegmentEvent, sampling_rows
+from stars_plugins.errors import ConfigError
 
 
 class SegmentedDecoder:
@@ -84,12 +85,17 @@ class SegmentedGroup:
         new = [r for r in requests if not r.done]
         if not new:
             return events
+        boundary = self.decoder.rule.boundary(new[0].config)
+        if boundary is not None and not self.ctx.policy.supports_boundary:
+            raise ConfigError(
+                f"strategy {self.decoder.name!r} ends segments by a next-token rule, which the policy "
+                f"backend of {self.ctx.policy.name} does not support; use strategy='stars' instead"
+            )
         fresh = self.ctx.policy.open_batch(
             [r.prepared.token_ids + tuple(r.generated) for r in new], [r.rows for r in new], sampling_rows(new)
         )
         if self.batch is None:
-            self.batch = fresh
-            self.boundary = self.decoder.rule.boundary(new[0].config)
+            self.batch, self.boundary = fresh, boundary
         else:
             self.batch.merge(fresh)
         self.owners.extend(r for r in new for _ in range(r.rows))
