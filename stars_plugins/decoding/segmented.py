@@ -244,4 +244,4 @@ def _ids_covering(policy: PolicyBackend, prefix: list[int], ids: list[int], char
     return ids
 
 
-__all__ = ["DecodeContext", "SegmentedDecoder", "SegmentedGroup"]
+__all__ = ["SegmentedDecoder", "SegmentedGroup"]
