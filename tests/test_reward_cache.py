@@ -168,5 +168,10 @@ def test_generation_stats_count_the_reward_model_tokens(tmp_path):
     [result] = tiny_runtime.generate(["count with me"], config, reward=reward)
     assert result.stats.reward_calls >= 2
     assert result.stats.reward_tokens == reward.total > 0
+    uncached = Recording(reward.model, tokenizer, name="tiny-rm")
+    uncached.score_keyed = None  # the decoding loop falls back to `score`
+    [again] = tiny_runtime.generate(["count with me"], config, reward=uncached)
+    assert again.token_ids == result.token_ids
+    assert result.stats.reward_tokens < again.stats.reward_tokens == uncached.total
     [plain] = tiny_runtime.generate(["count with me"], config, reward=lambda p, r: [0.0] * len(r))
     assert plain.stats.reward_tokens == 0
