@@ -190,7 +190,12 @@ def _mode_summary(results: Sequence[GenerationResult], latencies: Sequence[float
         "rounds_max": max((r.stats.rounds for r in results), default=0),
         "rounds_total": sum(r.stats.rounds for r in results),
         "rejections": sum(r.stats.rejections for r in results),
+        "mean_reward": _mean([r.reward for r in results if r.reward is not None]),
     }
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
 
 
 def run_concurrent(
@@ -250,10 +255,11 @@ def run_concurrent(
 
 def concurrent_table(report: dict[str, Any]) -> str:
     rows = ["| mode | requests | accepted tok/s | p50 latency s | p95 latency s | wall s | rejections "
-            "| rounds of the longest request |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| rounds of the longest request | mean final reward |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for mode in ("sequential", "concurrent"):
         m = report[mode]
         rows.append(f"| {mode} | {m['requests']} | {m['tokens_per_second']:.1f} | {m['latency_p50']:.2f} "
-                    f"| {m['latency_p95']:.2f} | {m['wall_seconds']:.1f} | {m['rejections']} | {m['rounds_max']} |")
+                    f"| {m['latency_p95']:.2f} | {m['wall_seconds']:.1f} | {m['rejections']} | {m['rounds_max']} "
+                    f"| {m['mean_reward']} |")
     return "\n".join(rows)
