@@ -50,6 +50,11 @@ class StarsConfig(BaseModel):
         20, ge=0, le=10000,
         description="Rejections of one segment after which the best candidate seen is accepted.",
     )
+    max_adaptive_candidates: int = Field(
+        8, ge=1, le=64,
+        description="While a segment keeps being rejected, its candidates per round double from num_candidates "
+        "up to this (back to num_candidates after an acceptance); num_candidates or less turns it off.",
+    )
 
     # --- adaptive threshold -------------------------------------------------------------------
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the target in the initial threshold.")
