@@ -31,6 +31,8 @@ def _decoding_options(max_new_tokens: int = 128, horizon: int = 16, candidates: 
     group.add_argument("--candidates", "-n", type=int, default=candidates, help="candidates per segment (N)")
     group.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     group.add_argument("--max-rejections", type=int, default=20)
+    group.add_argument("--adaptive-candidates", type=int, default=1,
+                       help="max_adaptive_candidates: up to this many candidates while a segment keeps being rejected")
     group.add_argument("--target-reward", type=float, default=None, help="r_target (default: the reward's own)")
     group.add_argument("--temperature", type=float, default=1.0, help="0 decodes greedily")
     group.add_argument("--seed", type=int, default=None)
@@ -43,7 +45,7 @@ def _config(args: argparse.Namespace, **extra: Any):
     return StarsConfig(
         horizon=args.horizon, num_candidates=args.candidates, max_new_tokens=args.max_new_tokens,
         max_rejections=args.max_rejections, target_reward=args.target_reward, temperature=args.temperature,
-        seed=args.seed, **extra,
+        seed=args.seed, max_adaptive_candidates=getattr(args, "adaptive_candidates", 1), **extra,
     )
 
 

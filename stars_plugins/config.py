@@ -51,9 +51,10 @@ class StarsConfig(BaseModel):
         description="Rejections of one segment after which the best candidate seen is accepted.",
     )
     max_adaptive_candidates: int = Field(
-        8, ge=1, le=64,
+        1, ge=1, le=64,
         description="While a segment keeps being rejected, its candidates per round double from num_candidates "
-        "up to this (back to num_candidates after an acceptance); num_candidates or less turns it off.",
+        "up to this (back to num_candidates after an acceptance); num_candidates or less (the default) turns it "
+        "off. Worth it where the batch has idle rows (a GPU), not on a saturated CPU.",
     )
 
     # --- adaptive threshold -------------------------------------------------------------------

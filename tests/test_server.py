@@ -323,7 +323,7 @@ def test_missing_api_key_variable_is_a_clear_error(monkeypatch):
     assert _api_key("NO_SUCH_KEY_VAR") == "k"
 
 
-def test_a_lower_candidates_limit_caps_the_default_adaptive_candidates():
-    limits = ServerLimits(max_candidates=4)
-    assert plan_request(chat(), BASE, limits).choices[0].config.max_adaptive_candidates == 4
-    assert plan_request(chat(), BASE, ServerLimits()).choices[0].config.max_adaptive_candidates == 8
+def test_a_lower_candidates_limit_caps_a_server_default_of_adaptive_candidates():
+    base = BASE.updated(max_adaptive_candidates=8)
+    assert plan_request(chat(), base, ServerLimits(max_candidates=4)).choices[0].config.max_adaptive_candidates == 4
+    assert plan_request(chat(), base, ServerLimits()).choices[0].config.max_adaptive_candidates == 8
