@@ -48,3 +48,16 @@ class RewardError(StarsError, RuntimeError):
 
 class RequestCancelled(StarsError):
     """A request was cancelled before it finished (its consumer went away)."""
+
+
+class EngineError(StarsError, RuntimeError):
+    """A serving engine (vLLM, SGLang, llama.cpp's server) failed a request or cannot be used."""
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class EngineUnavailableError(EngineError, ConnectionError):
+    """A serving engine cannot be reached (refused, reset, timed out, or it answers 503)."""

@@ -1,0 +1,185 @@
+"""Request bodies pinned per engine, and real response bodies parsed (no server needed).
+
+Sources of the bodies: llama.cpp from `tools/server` of the llama.cpp vendored in the
+llama-cpp-python 0.3.36 sdist (server-schema.cpp fields, server-task.cpp `to_json_non_oaicompat`,
+and a body captured from that server, see tests/serving); vLLM from
+`vllm/entrypoints/openai/completion/protocol.py` (`CompletionRequest`, `CompletionResponse`);
+SGLang from its documentation's `/generate` output (structured outputs page) and
+`python/sglang/srt/sampling/sampling_params.py`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stars_plugins.engines.llamacpp import LlamaCppProtocol
+from stars_plugins.engines.protocol import SegmentRequest
+from stars_plugins.engines.sglang import SGLangProtocol
+from stars_plugins.engines.vllm import VLLMProtocol, supports_token_ids
+from stars_plugins.errors import EngineError
+
+REQUEST = SegmentRequest(prompt=(1, 9690, 198), max_tokens=4, temperature=0.7, top_k=0, top_p=0.9, seed=1234)
+
+
+# ---------------------------------------------------------------- llama.cpp
+def test_llamacpp_request_body_is_token_ids_with_every_extra_sampler_off():
+    assert LlamaCppProtocol().request_body(REQUEST, "ignored") == {
+        "prompt": [1, 9690, 198],
+        "n_predict": 4,
+        "temperature": 0.7,
+        "top_k": 0,
+        "top_p": 0.9,
+        "min_p": 0.0,
+        "typical_p": 1.0,
+        "repeat_penalty": 1.0,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "dry_multiplier": 0.0,
+        "xtc_probability": 0.0,
+        "mirostat": 0,
+        "seed": 1234,
+        "cache_prompt": True,
+        "return_tokens": True,
+        "stream": False,
+        "response_fields": ["tokens", "stop_type", "truncated", "tokens_predicted"],
+    }
+
+
+def test_llamacpp_parses_length_and_eos_stops():
+    protocol = LlamaCppProtocol()
+    length = {"tokens": [504, 3458, 28, 314], "stop_type": "limit", "truncated": False, "tokens_predicted": 4}
+    assert protocol.parse_response(length, REQUEST).tokens == [504, 3458, 28, 314]
+    assert not protocol.parse_response(length, REQUEST).hit_eos
+    eos = {"tokens": [30, 2], "stop_type": "eos", "truncated": False, "tokens_predicted": 2}
+    result = protocol.parse_response(eos, REQUEST)
+    assert result.tokens == [30, 2] and result.hit_eos
+
+
+def test_llamacpp_full_context_is_an_error_not_a_short_segment():
+    body = {"tokens": [5], "stop_type": "limit", "truncated": True, "tokens_predicted": 1}
+    with pytest.raises(EngineError, match="context is full"):
+        LlamaCppProtocol().parse_response(body, REQUEST)
+
+
+def test_llamacpp_server_info_reads_the_slot_context():
+    models = {"object": "list", "data": [{"id": "SmolLM2-135M-Instruct.Q4_1.gguf", "object": "model",
+                                          "owned_by": "llamacpp", "meta": {"n_ctx": 512, "n_ctx_train": 8192}}]}
+    info = LlamaCppProtocol().server_info(models)
+    assert info.model == "SmolLM2-135M-Instruct.Q4_1.gguf" and info.context_window == 512
+
+
+# ---------------------------------------------------------------- vLLM
+VLLM_RESPONSE = {  # the fields of vLLM's CompletionResponse / CompletionResponseChoice
+    "id": "cmpl-3f1c", "object": "text_completion", "created": 1732700000, "model": "Qwen/Qwen2.5-7B-Instruct",
+    "choices": [{"index": 0, "text": " Paris.", "logprobs": None, "finish_reason": "stop", "stop_reason": None,
+                 "token_ids": [12095, 13, 151645], "prompt_logprobs": None, "prompt_token_ids": [1, 9690, 198]}],
+    "service_tier": None, "system_fingerprint": None,
+    "usage": {"prompt_tokens": 3, "total_tokens": 6, "completion_tokens": 3, "prompt_tokens_details": None},
+    "kv_transfer_params": None,
+}
+
+
+def test_vllm_request_body_sends_ids_and_asks_for_ids():
+    assert VLLMProtocol().request_body(REQUEST, "Qwen/Qwen2.5-7B-Instruct") == {
+        "model": "Qwen/Qwen2.5-7B-Instruct",
+        "prompt": [1, 9690, 198],
+        "max_tokens": 4,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": -1,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "seed": 1234,
+        "n": 1,
+        "stream": False,
+        "return_token_ids": True,
+    }
+
+
+def test_vllm_legacy_servers_are_asked_for_ids_through_logprobs():
+    body = VLLMProtocol(legacy_token_ids=True).request_body(REQUEST, None)
+    assert "model" not in body and "return_token_ids" not in body
+    assert body["logprobs"] == 0 and body["return_tokens_as_token_ids"] is True
+    legacy = {"choices": [{"index": 0, "text": "a b", "finish_reason": "length", "stop_reason": None,
+                           "logprobs": {"text_offset": [0, 1], "token_logprobs": [-0.1, -0.2],
+                                        "tokens": ["token_id:64", "token_id:293"], "top_logprobs": [None, None]}}]}
+    result = VLLMProtocol(legacy_token_ids=True).parse_response(legacy, REQUEST)
+    assert result.tokens == [64, 293] and not result.hit_eos
+
+
+def test_vllm_parses_token_ids_and_eos_from_finish_reason():
+    result = VLLMProtocol().parse_response(VLLM_RESPONSE, REQUEST)
+    assert result.tokens == [12095, 13, 151645] and result.hit_eos
+    length = {**VLLM_RESPONSE, "choices": [{**VLLM_RESPONSE["choices"][0], "finish_reason": "length"}]}
+    assert not VLLMProtocol().parse_response(length, REQUEST).hit_eos
+
+
+def test_vllm_server_info_and_versions():
+    models = {"object": "list", "data": [{"id": "Qwen/Qwen2.5-7B-Instruct", "object": "model", "owned_by": "vllm",
+                                          "root": "Qwen/Qwen2.5-7B-Instruct", "max_model_len": 32768}]}
+    info = VLLMProtocol().server_info(models)
+    assert info.model == "Qwen/Qwen2.5-7B-Instruct" and info.context_window == 32768
+    assert supports_token_ids("0.10.2") and supports_token_ids("0.11.0rc1+cu128") and supports_token_ids(None)
+    assert not supports_token_ids("0.10.1.1") and not supports_token_ids("0.8.5")
+
+
+# ---------------------------------------------------------------- SGLang
+SGLANG_RESPONSE = {  # from SGLang's documentation (structured outputs, /generate)
+    "text": '{"name": "Paris", "population": 2147000}',
+    "output_ids": [5018, 609, 794, 330, 60704, 498, 330, 45541, 794, 220, 11584, 7007, 15, 92, 128009],
+    "meta_info": {"id": "cd36e001ba044471a8f414302fdc9303", "finish_reason": {"type": "stop", "matched": 128009},
+                  "prompt_tokens": 50, "weight_version": "default", "num_retractions": 0, "reasoning_tokens": 0,
+                  "completion_tokens": 15, "cached_tokens": 1, "cached_tokens_details": {"device": 1, "host": 0},
+                  "dp_rank": None, "e2e_latency": 0.1667276918888092},
+}
+
+
+def test_sglang_request_body_uses_input_ids_and_sampling_params():
+    assert SGLangProtocol().request_body(REQUEST, "any") == {
+        "input_ids": [1, 9690, 198],
+        "sampling_params": {
+            "max_new_tokens": 4,
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "top_k": -1,
+            "min_p": 0.0,
+            "repetition_penalty": 1.0,
+            "presence_penalty": 0.0,
+            "frequency_penalty": 0.0,
+            "sampling_seed": 1234,
+        },
+        "stream": False,
+    }
+
+
+def test_sglang_parses_output_ids_with_the_eos_id_last():
+    request = SegmentRequest(prompt=(1,), max_tokens=16, temperature=0.0, top_k=0, top_p=1.0, seed=0)
+    result = SGLangProtocol().parse_response(SGLANG_RESPONSE, request)
+    assert result.hit_eos and result.tokens[-1] == 128009 and len(result.tokens) == 15
+    length = {**SGLANG_RESPONSE, "meta_info": {"finish_reason": {"type": "length", "length": 16}}}
+    assert not SGLangProtocol().parse_response(length, request).hit_eos
+
+
+def test_sglang_abort_is_an_error_with_its_message():
+    body = {"text": "", "output_ids": [], "meta_info": {"finish_reason": {"type": "abort", "message": "out of memory"}}}
+    with pytest.raises(EngineError, match="out of memory"):
+        SGLangProtocol().parse_response(body, REQUEST)
+
+
+# ---------------------------------------------------------------- shared checks
+@pytest.mark.parametrize("protocol, body", [
+    (LlamaCppProtocol(), {"content": "text only", "stop_type": "limit"}),
+    (VLLMProtocol(), {"choices": [{"index": 0, "text": "text only", "finish_reason": "length"}]}),
+    (SGLangProtocol(), {"text": "text only", "meta_info": {"finish_reason": {"type": "length"}}}),
+])
+def test_a_response_without_ids_is_an_error_never_retokenised_text(protocol, body):
+    with pytest.raises(EngineError, match="no token ids"):
+        protocol.parse_response(body, REQUEST)
+
+
+def test_more_tokens_than_asked_for_is_an_error():
+    body = {"tokens": [1, 2, 3, 4, 5], "stop_type": "limit", "truncated": False}
+    with pytest.raises(EngineError, match="at most 4"):
+        LlamaCppProtocol().parse_response(body, REQUEST)
