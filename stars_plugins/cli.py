@@ -17,7 +17,12 @@ from stars_plugins.errors import StarsError
 def _model_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("models")
-    group.add_argument("--policy", default=None, help="hub id, folder or .gguf file (default: embedded SmolLM2-135M)")
+    group.add_argument("--policy", default=None, help="hub id, folder or .gguf file (default: embedded SmolLM2-135M), "
+                       "or a serving engine's URL (several replicas: comma-separated URLs)")
+    group.add_argument("--policy-tokenizer", default=None,
+                       help="with a server URL: the served model's tokenizer (hub id, folder or .gguf file)")
+    group.add_argument("--engine", default=None, choices=["vllm", "sglang", "llama.cpp"],
+                       help="with a server URL: the engine (default: detected); API key from STARS_ENGINE_API_KEY")
     group.add_argument("--reward", default=None, help="built-in reward name, or a classifier folder / hub id")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     group.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
@@ -50,7 +55,11 @@ def _config(args: argparse.Namespace, **extra: Any):
 def _runtime(args: argparse.Namespace, reward: str | None = None):
     from stars_plugins.runtime import StarsRuntime
 
-    return StarsRuntime.from_pretrained(args.policy, args.reward or reward, device=args.device, dtype=args.dtype)
+    policy = args.policy
+    if policy and "," in policy and policy.startswith(("http://", "https://")):
+        policy = [url.strip() for url in policy.split(",") if url.strip()]
+    return StarsRuntime.from_pretrained(policy, args.reward or reward, device=args.device, dtype=args.dtype,
+                                        policy_tokenizer=args.policy_tokenizer, engine=args.engine)
 
 
 def _stats_line(stats: Any) -> str:

@@ -37,10 +37,13 @@ class StarsRuntime:
     @classmethod
     def from_pretrained(
         cls,
-        policy: str | os.PathLike[str] | None = None,
+        policy: str | os.PathLike[str] | Sequence[str] | None = None,
         reward: RewardSpec = None,
         *,
         config: StarsConfig | None = None,
+        policy_tokenizer: str | os.PathLike[str] | None = None,
+        engine: str | None = None,
+        api_key: str | None = None,
         dtype: str | torch.dtype | None = "auto",
         device: str | torch.device | None = None,
         device_map: str | dict[str, Any] | None = None,
@@ -51,9 +54,14 @@ class StarsRuntime:
     ) -> StarsRuntime:
         """Load (or reuse) a policy by hub id, folder or GGUF file (default: the embedded
         SmolLM2-135M-Instruct) and a reward: a built-in name, a classifier folder or id, a
-        `RewardModel`, or a function `(prompts, responses) -> scores`."""
+        `RewardModel`, or a function `(prompts, responses) -> scores`.
+
+        `policy="http://host:8000/v1"` (or a list of replica URLs) runs the policy on a serving
+        engine (vLLM, SGLang, llama.cpp's server; `engine` auto-detected), with `policy_tokenizer`
+        the served model's tokenizer and `api_key` (or STARS_ENGINE_API_KEY); see docs/serving.md."""
         loaded = load_policy(
-            policy, dtype=dtype, device=device, device_map=device_map, revision=revision,
+            policy, policy_tokenizer=policy_tokenizer, engine=engine, api_key=api_key,
+            dtype=dtype, device=device, device_map=device_map, revision=revision,
             trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
         )
         reward_model = load_reward(reward, device=reward_device or str(loaded.device))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -24,7 +26,7 @@ _DTYPES = {
     "bf16": torch.bfloat16,
 }
 
-_cache: dict[tuple[Any, ...], HFPolicy] = {}
+_cache: dict[tuple[Any, ...], Any] = {}  # HFPolicy or RemotePolicy
 _cache_lock = threading.Lock()
 _key_locks: dict[tuple[Any, ...], threading.Lock] = {}
 
@@ -57,8 +59,11 @@ def policy_source(policy: str | os.PathLike[str] | None) -> ModelSource:
 
 
 def load_policy(
-    policy: str | os.PathLike[str] | None = None,
+    policy: str | os.PathLike[str] | Sequence[str] | None = None,
     *,
+    policy_tokenizer: str | os.PathLike[str] | None = None,
+    engine: str | None = None,
+    api_key: str | None = None,
     dtype: str | torch.dtype | None = "auto",
     device: str | torch.device | None = None,
     device_map: str | dict[str, Any] | None = None,
@@ -70,7 +75,13 @@ def load_policy(
 
     `device_map` (e.g. "auto") shards the model over several GPUs through accelerate; then `device`
     is ignored. Remote code runs only with `trust_remote_code=True`.
+
+    A server URL (`"http://host:8000/v1"`, or a list of replica URLs) loads a `RemotePolicy` on a
+    serving engine (vLLM, SGLang, llama.cpp's server; `engine` is detected unless given);
+    `policy_tokenizer` names the served model's tokenizer (hub id, folder or GGUF file).
     """
+    if _is_url(policy):
+        return _remote_policy(policy, policy_tokenizer, engine, api_key)  # type: ignore[arg-type]
     source = policy_source(policy)
     target = resolve_device(device) if device_map is None else None
     torch_dtype = resolve_dtype(dtype, target or torch.device("cuda" if torch.cuda.is_available() else "cpu"))
@@ -93,6 +104,33 @@ def load_policy(
             if key in _cache:
                 return _cache[key]
         loaded = _load(source, torch_dtype, target, device_map, revision, trust_remote_code, attn_implementation)
+        loaded.key = key
+        with _cache_lock:
+            _cache[key] = loaded
+        return loaded
+
+
+def _is_url(policy: Any) -> bool:
+    from stars_plugins.engines.detect import is_remote  # imported late: engines import the decoding loop
+
+    return is_remote(policy)
+
+
+def _remote_policy(urls: str | Sequence[str], tokenizer: Any, engine: str | None, api_key: str | None) -> Any:
+    from stars_plugins.engines import load_remote_policy
+
+    url_list = (urls,) if isinstance(urls, str) else tuple(urls)
+    secret = hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else None
+    key = ("remote", url_list, os.fspath(tokenizer) if tokenizer is not None else None, engine, secret)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:
+        with _cache_lock:
+            if key in _cache:
+                return _cache[key]
+        loaded = load_remote_policy(list(url_list), tokenizer=tokenizer, engine=engine, api_key=api_key)
         loaded.key = key
         with _cache_lock:
             _cache[key] = loaded
