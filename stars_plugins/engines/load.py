@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,8 @@ from stars_plugins.engines.transport import HttpTransport
 from stars_plugins.errors import ConfigError, ModelNotFoundError
 
 _DEFAULT_CONTEXT = 2048
+_tokenizers: dict[tuple[str, str | None], Any] = {}
+_tokenizers_lock = threading.Lock()
 
 
 def load_remote_policy(
@@ -74,10 +77,16 @@ def _load_tokenizer(spec: str | os.PathLike[str] | None, replicas: Sequence[Repl
     except ModelNotFoundError as exc:
         raise ConfigError(f"cannot find the tokenizer {os.fspath(spec)!r} of the served model ({exc}); pass "
                           "policy_tokenizer= a hub id, folder or GGUF file of the model the server runs") from exc
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source.location, **source.pretrained_kwargs())
-    except (OSError, ValueError) as exc:
-        raise load_error(source, exc, what="policy tokenizer") from exc
+    key = (source.location, source.gguf_file)
+    with _tokenizers_lock:
+        tokenizer = _tokenizers.get(key)
+    if tokenizer is None:  # converting a GGUF vocabulary takes tens of seconds: once per process
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source.location, **source.pretrained_kwargs())
+        except (OSError, ValueError) as exc:
+            raise load_error(source, exc, what="policy tokenizer") from exc
+        with _tokenizers_lock:
+            tokenizer = _tokenizers.setdefault(key, tokenizer)
     ids: set[int] = set()
     values: list[Any] = [tokenizer.eos_token_id]
     if not source.gguf_file:

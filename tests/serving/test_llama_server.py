@@ -15,6 +15,7 @@ from stars_plugins import StarsRuntime
 from stars_plugins.engines import SegmentRequest, load_remote_policy
 from stars_plugins.errors import EngineError, EngineUnavailableError
 from stars_plugins.models import embedded_policy_file
+from stars_plugins.rewards import load_reward
 
 pytestmark = pytest.mark.serving
 
@@ -44,7 +45,7 @@ def remote(llama_server):
 
 @pytest.fixture(scope="module")
 def runtime(remote):
-    return StarsRuntime(remote, reward=accept_all)
+    return StarsRuntime(remote, reward=load_reward(accept_all))
 
 
 def server_greedy(url: str, prompt_ids: list[int], n: int) -> list[int]:
@@ -94,7 +95,7 @@ def test_rejection_resends_the_same_prefix_and_resamples(remote, monkeypatch):
         return post(url, body, **kwargs)
 
     monkeypatch.setattr(remote.transport, "post_json", recording)
-    runtime = StarsRuntime(remote, reward=one_in_three)
+    runtime = StarsRuntime(remote, reward=load_reward(one_in_three))
     [result] = runtime.generate([PROMPTS[2]], horizon=4, num_candidates=2, max_new_tokens=16, temperature=1.0,
                                 acceptance="hard", alpha=1.0, target_reward=1.0, max_rejections=50, seed=11)
     assert result.error is None and result.stats.rejections > 0
@@ -133,7 +134,7 @@ def test_a_4xx_fails_the_request_with_the_servers_message(remote, runtime):
 def test_a_server_killed_mid_run_fails_in_flight_requests_and_the_runtime_recovers(server_factory):
     server = server_factory(slots=4)
     policy = load_remote_policy(server.url, tokenizer=TOKENIZER, retries=1)
-    runtime = StarsRuntime(policy, reward=accept_all)
+    runtime = StarsRuntime(policy, reward=load_reward(accept_all))
     stream = runtime.stream(PROMPTS[0], horizon=4, max_new_tokens=400, temperature=1.0, target_reward=0.0)
     first = next(stream)
     assert first.token_ids
@@ -166,8 +167,8 @@ def test_rows_spread_over_replicas(llama_server, server_factory):
         return post(url, body, **kwargs)
 
     policy.transport.post_json = recording
-    results = StarsRuntime(policy, reward=accept_all).generate(PROMPTS, horizon=4, max_new_tokens=8, temperature=0.0,
-                                                              target_reward=0.0)
+    runtime = StarsRuntime(policy, reward=load_reward(accept_all))
+    results = runtime.generate(PROMPTS, horizon=4, max_new_tokens=8, temperature=0.0, target_reward=0.0)
     assert all(r.error is None for r in results)
     assert {u.rsplit("/", 1)[0] for u in seen} == {llama_server.url, second.url}
     policy.close()
