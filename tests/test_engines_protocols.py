@@ -183,3 +183,49 @@ def test_more_tokens_than_asked_for_is_an_error():
     body = {"tokens": [1, 2, 3, 4, 5], "stop_type": "limit", "truncated": False}
     with pytest.raises(EngineError, match="at most 4"):
         LlamaCppProtocol().parse_response(body, REQUEST)
+
+
+# ---------------------------------------------------------------- top logprobs (entropy boundaries)
+CARDS = SegmentRequest(prompt=(1, 9690, 198), max_tokens=2, temperature=1.0, top_k=0, top_p=1.0, seed=3,
+                       top_logprobs=3)
+LLAMACPP_PROBS = {  # captured from llama-server (0.3.36 sdist) with n_probs=3
+    "tokens": [49, 2682], "stop_type": "limit", "truncated": False, "tokens_predicted": 2,
+    "completion_probabilities": [
+        {"id": 49, "token": "A", "bytes": [65], "logprob": -0.38282057642936707, "top_logprobs": [
+            {"id": 49, "token": "A", "bytes": [65], "logprob": -0.38282057642936707},
+            {"id": 504, "token": "The", "bytes": [84, 104, 101], "logprob": -2.472151279449463},
+            {"id": 57, "token": "I", "bytes": [73], "logprob": -4.229036808013916}]},
+        {"id": 2682, "token": "equ", "bytes": [101, 113, 117], "logprob": -0.15355774760246277, "top_logprobs": [
+            {"id": 2682, "token": "equ", "bytes": [101, 113, 117], "logprob": -0.15355774760246277},
+            {"id": 85, "token": "e", "bytes": [101], "logprob": -2.858241081237793},
+            {"id": 385, "token": "qu", "bytes": [113, 117], "logprob": -3.7991018295288086}]},
+    ],
+}
+
+
+def test_top_logprobs_are_asked_for_in_each_engines_own_terms():
+    llama = LlamaCppProtocol().request_body(CARDS, None)
+    assert llama["n_probs"] == 3 and llama["post_sampling_probs"] is False
+    assert llama["response_fields"][-1] == "completion_probabilities"
+    vllm = VLLMProtocol().request_body(CARDS, None)
+    assert vllm["logprobs"] == 3 and vllm["return_tokens_as_token_ids"] is True and vllm["return_token_ids"] is True
+    sglang = SGLangProtocol().request_body(CARDS, None)
+    assert sglang["return_logprob"] is True and sglang["top_logprobs_num"] == 3
+
+
+def test_top_logprobs_are_read_per_generated_token():
+    llama = LlamaCppProtocol().parse_response(LLAMACPP_PROBS, CARDS)
+    assert llama.tokens == [49, 2682] and llama.top_logprobs[1][85] == pytest.approx(-2.858241081237793)
+    vllm_body = {"choices": [{"index": 0, "text": "Ae", "finish_reason": "length", "token_ids": [49, 2682],
+                              "logprobs": {"text_offset": [0, 1], "token_logprobs": [-0.38, -0.15],
+                                           "tokens": ["token_id:49", "token_id:2682"],
+                                           "top_logprobs": [{"token_id:49": -0.38, "token_id:504": -2.47},
+                                                            {"token_id:2682": -0.15, "token_id:85": -2.86}]}}]}
+    assert VLLMProtocol().parse_response(vllm_body, CARDS).top_logprobs == [{49: -0.38, 504: -2.47},
+                                                                          {2682: -0.15, 85: -2.86}]
+    sglang_body = {"text": "Ae", "output_ids": [49, 2682], "meta_info": {
+        "finish_reason": {"type": "length", "length": 2},
+        "output_token_logprobs": [[-0.38, 49, "A"], [-0.15, 2682, "equ"]],
+        "output_top_logprobs": [[[-0.38, 49, "A"], [-2.47, 504, "The"]], [[-0.15, 2682, "equ"], [-2.86, 85, "e"]]]}}
+    assert SGLangProtocol().parse_response(sglang_body, CARDS).top_logprobs == [{49: -0.38, 504: -2.47},
+                                                                              {2682: -0.15, 85: -2.86}]

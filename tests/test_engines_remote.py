@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 
 import httpx
 import pytest
 
-from stars_plugins.decoding.sampling import RowSampling
+from stars_plugins.config import StarsConfig
+from stars_plugins.decoding.sampling import RowSampling, entropy
+from stars_plugins.decoding.segmented import entropy_boundary
 from stars_plugins.engines.detect import Replica
 from stars_plugins.engines.llamacpp import LlamaCppProtocol
-from stars_plugins.engines.protocol import ServerInfo
-from stars_plugins.engines.remote import RemotePolicy, row_seed, segment_seed
+from stars_plugins.engines.protocol import SegmentRequest, ServerInfo
+from stars_plugins.engines.remote import RemotePolicy, _stand_in_logits, row_seed, segment_seed
 from stars_plugins.engines.transport import HttpTransport
-from stars_plugins.errors import ConfigError, EngineError, EngineUnavailableError
+from stars_plugins.errors import EngineError, EngineUnavailableError
 
 EOS = 2
 
@@ -63,8 +66,14 @@ class FakeLlamaServer:
                 stop = "eos"
                 break
             tokens.append(token)
-        return httpx.Response(200, json={"tokens": tokens, "stop_type": stop, "truncated": False,
-                                         "tokens_predicted": len(tokens)})
+        answer = {"tokens": tokens, "stop_type": stop, "truncated": False, "tokens_predicted": len(tokens)}
+        if body.get("n_probs"):  # flat (high entropy) before the 4th token, peaked elsewhere
+            answer["completion_probabilities"] = [
+                {"id": t, "logprob": -0.01, "top_logprobs": (
+                    [{"id": 100 + k, "logprob": math.log(1 / 20)} for k in range(20)] if i == 3 else
+                    [{"id": t, "logprob": math.log(0.99)}, {"id": 99, "logprob": math.log(0.01)}])}
+                for i, t in enumerate(tokens)]
+        return httpx.Response(200, json=answer)
 
     def prompts(self) -> list[list[int]]:
         return [body["prompt"] for _, body in self.bodies]
@@ -191,12 +200,35 @@ def test_a_4xx_fails_with_the_servers_message():
     assert info.value.status == 400
 
 
-def test_entropy_boundaries_are_refused_with_the_reason():
-    policy = make_policy(FakeLlamaServer())
-    batch = policy.open_batch([[1, 5]], [1], rows(1))
-    assert policy.supports_boundary is False
-    with pytest.raises(ConfigError, match="strategy='cards'.*cannot run on a serving engine"):
-        batch.run_round([4], boundary=lambda logits, lengths: lengths > 0)
+def test_entropy_boundaries_cut_segments_from_the_returned_top_logprobs():
+    server = FakeLlamaServer()
+    policy = make_policy(server)
+    batch = policy.open_batch([[1, 5]], [8], rows(8))
+    rule = entropy_boundary(StarsConfig(entropy_threshold=2.0, min_segment_tokens=1, max_segment_tokens=8))
+    out = batch.run_round([8] * 8, boundary=rule)
+    assert all(b["n_probs"] == 20 and "completion_probabilities" in b["response_fields"] for _, b in server.bodies)
+    for r in range(8):  # the segment ends before the high-entropy 4th token (or earlier at EOS)
+        assert int(out.lengths[r]) == 3 or bool(out.hit_eos[r])
+        assert batch.rows[r].prefix == [1, 5, *out.segment(r)]
+
+
+def test_stand_in_logits_give_the_entropy_of_the_known_mass_and_a_lower_bound_otherwise():
+    flat = {k: math.log(1 / 20) for k in range(20)}
+    assert float(entropy(_stand_in_logits([flat]))[0]) == pytest.approx(math.log(20), abs=1e-4)
+    peaked = {1: math.log(0.5), 2: math.log(0.1)}  # 0.4 of the mass unseen, no token above 0.1
+    estimate = float(entropy(_stand_in_logits([peaked]))[0])
+    seen = -(0.5 * math.log(0.5) + 0.1 * math.log(0.1))
+    assert estimate == pytest.approx(seen - 0.4 * math.log(0.1), abs=1e-4)
+
+
+def test_an_engine_that_returns_no_top_logprobs_fails_the_cards_round_clearly():
+    server = FakeLlamaServer()
+    policy = make_policy(server)
+    request = SegmentRequest(prompt=(1, 5), max_tokens=4, temperature=1.0, top_k=0, top_p=1.0, seed=1,
+                             top_logprobs=20)
+    body = {"tokens": [11, 12], "stop_type": "limit", "truncated": False}
+    with pytest.raises(EngineError, match="top 20 logprobs.*strategy='cards'"):
+        policy.replicas[0].protocol.parse_response(body, request)
 
 
 def test_prompts_spread_over_replicas_and_each_keeps_its_replica():

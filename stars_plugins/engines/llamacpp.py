@@ -15,6 +15,7 @@ from stars_plugins.engines.protocol import (
     SegmentResult,
     ServerInfo,
     checked_tokens,
+    checked_top_logprobs,
     first_model,
     positive_int,
 )
@@ -29,7 +30,7 @@ class LlamaCppProtocol:
     generate_path: ClassVar[str] = "/completion"
 
     def request_body(self, request: SegmentRequest, model: str | None) -> dict[str, Any]:
-        return {
+        body = {
             "prompt": list(request.prompt),
             "n_predict": request.max_tokens,
             "temperature": request.temperature,
@@ -49,6 +50,10 @@ class LlamaCppProtocol:
             "stream": False,
             "response_fields": RESPONSE_FIELDS,
         }
+        if request.top_logprobs:  # probabilities of the full distribution, before sampling
+            body.update(n_probs=request.top_logprobs, post_sampling_probs=False,
+                        response_fields=[*RESPONSE_FIELDS, "completion_probabilities"])
+        return body
 
     def parse_response(self, body: Any, request: SegmentRequest) -> SegmentResult:
         if not isinstance(body, dict):
@@ -61,7 +66,11 @@ class LlamaCppProtocol:
                 f"({len(request.prompt)} prompt tokens). Start llama-server with a larger -c (the context is "
                 "divided among the -np slots) or lower max_new_tokens"
             )
-        return SegmentResult(tokens, hit_eos)
+        top = None
+        if request.top_logprobs and isinstance(body.get("completion_probabilities"), list):
+            top = [{int(t["id"]): float(t["logprob"]) for t in entry.get("top_logprobs") or []}
+                   for entry in body["completion_probabilities"]]
+        return SegmentResult(tokens, hit_eos, checked_top_logprobs(self.name, top, tokens, request))
 
     def server_info(self, models: Any) -> ServerInfo:
         entry = first_model(models)

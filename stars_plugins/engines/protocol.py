@@ -24,12 +24,16 @@ class SegmentRequest:
     top_k: int  # 0: no top-k cut
     top_p: float
     seed: int
+    top_logprobs: int = 0  # > 0: also return the N most likely tokens' logprobs before each token
 
 
 @dataclass(frozen=True)
 class SegmentResult:
     tokens: list[int]  # generated ids; the EOS id is the last one when `hit_eos`
     hit_eos: bool
+    # with `top_logprobs`: per generated token, {token id: logprob} of the most likely tokens of the
+    # model's distribution before that token was drawn
+    top_logprobs: list[dict[int, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,16 @@ def checked_tokens(engine: str, tokens: Any, request: SegmentRequest) -> list[in
     if len(tokens) > request.max_tokens:
         raise EngineError(f"{engine} returned {len(tokens)} tokens where at most {request.max_tokens} were asked for")
     return tokens
+
+
+def checked_top_logprobs(engine: str, top: list[dict[int, float]] | None, tokens: list[int],
+                         request: SegmentRequest) -> list[dict[int, float]] | None:
+    if not request.top_logprobs:
+        return None
+    if top is None or len(top) != len(tokens) or not all(top):
+        raise EngineError(f"{engine} did not return the top {request.top_logprobs} logprobs of every generated "
+                          "token, which entropy-delimited segments (strategy='cards') need")
+    return top
 
 
 def first_model(models: Any) -> dict[str, Any]:

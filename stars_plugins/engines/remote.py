@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,8 @@ from stars_plugins.engines.transport import HttpTransport
 from stars_plugins.errors import ConfigError, EngineError
 from stars_plugins.policy.prompts import PreparedPrompt, PromptInput, PromptOptions, PromptRenderer
 
+#: How many of the most likely tokens' logprobs an engine returns per token for entropy boundaries.
+BOUNDARY_TOP_LOGPROBS = 20
 _affinity = itertools.count()  # spreads prompts over replicas; a row keeps its replica (its KV cache)
 
 
@@ -66,7 +69,9 @@ class RemotePolicy:
     `tokenizer` is the served model's tokenizer, used to render prompts and decode text only.
     """
 
-    supports_boundary = False  # the engine samples K tokens at once; no logits between tokens
+    # Entropy boundaries (CARDS) from the top logprobs the engine returns with each token: see
+    # `cut_at_boundary`. The entropy is an estimate, so boundaries can differ from in process.
+    supports_boundary = True
 
     def __init__(
         self,
@@ -184,25 +189,23 @@ class RemoteBatch:
         boundary: BoundaryRule | None = None,
         forced: dict[int, Sequence[int]] | None = None,
     ) -> RoundOutput:
-        if boundary is not None:
-            raise ConfigError(
-                f"{self.policy.engine} returns K tokens per request, not the logits before each token, so "
-                "entropy-delimited segments (strategy='cards') cannot run on a serving engine; use "
-                "strategy='stars' (fixed horizon), 'vanilla' or 'best_of_n'"
-            )
         forced = forced or {}
         starts = [len(row.prefix) for row in self.rows]
         segments: list[list[int]] = [[] for _ in self.rows]
         hit_eos = [False] * len(self.rows)
         sampled, requests, affinities = [], [], []
+        top_logprobs = BOUNDARY_TOP_LOGPROBS if boundary is not None else 0
         for r, row in enumerate(self.rows):
             if r in forced:
                 segments[r] = list(forced[r])
             elif budgets[r] > 0:
                 sampled.append(r)
-                requests.append(self._request(row, int(budgets[r])))
+                requests.append(self._request(row, int(budgets[r]), top_logprobs))
                 affinities.append(row.affinity)
-        for r, result in zip(sampled, self.policy.generate(requests, affinities), strict=True):
+        results = self.policy.generate(requests, affinities)
+        if boundary is not None:
+            results = cut_at_boundary(results, boundary)
+        for r, result in zip(sampled, results, strict=True):
             segments[r], hit_eos[r] = result.tokens, result.hit_eos
         steps = max((len(s) for s in segments), default=0)
         tokens = torch.full((len(self.rows), steps), self.policy.pad_token_id, dtype=torch.long)
@@ -213,7 +216,7 @@ class RemoteBatch:
         lengths = torch.tensor([len(s) for s in segments], dtype=torch.long)
         return RoundOutput(tokens, lengths, torch.tensor(hit_eos, dtype=torch.bool), restore=starts)
 
-    def _request(self, row: _Row, budget: int) -> SegmentRequest:
+    def _request(self, row: _Row, budget: int, top_logprobs: int) -> SegmentRequest:
         position = len(row.prefix)
         if position == row.at_length:
             row.attempt += 1
@@ -228,6 +231,7 @@ class RemoteBatch:
             top_k=int(s.top_k),
             top_p=float(s.top_p),
             seed=segment_seed(seed, stream, row.salt, position, row.attempt),
+            top_logprobs=top_logprobs,
         )
 
     def rollback(self, rows: Sequence[int], out: RoundOutput) -> None:
@@ -259,3 +263,57 @@ class RemoteBatch:
 
     def free(self) -> None:
         self.rows = []
+
+
+def cut_at_boundary(results: Sequence[SegmentResult], boundary: BoundaryRule) -> list[SegmentResult]:
+    """End each segment where `boundary` says, judging the distribution before every token.
+
+    The engine generated up to the budget; the rule runs afterwards on stand-in logits built from
+    the top-N logprobs of each position: the N known log-probabilities, plus the remaining mass
+    spread evenly over as many tokens as needed for none to exceed the N-th probability (so the
+    entropy of the stand-in is a lower bound of the true entropy, and equal to it when the top N
+    hold all the mass). Tokens after the boundary are dropped. Rules that read only the
+    distribution (CARDS' entropy rule does) see what they need; token positions are not kept.
+    """
+    if not results:
+        return []
+    steps = max(len(r.tokens) for r in results)
+    cut = [len(r.tokens) for r in results]
+    for s in range(steps):
+        rows = [i for i, r in enumerate(results) if cut[i] > s]
+        if not rows:
+            break
+        logits = _stand_in_logits([results[i].top_logprobs[s] for i in rows])  # type: ignore[index]
+        ends = boundary(logits, torch.full((len(rows),), s, dtype=torch.long))
+        for i, end in zip(rows, ends.tolist(), strict=True):
+            if end:
+                cut[i] = s
+    out = []
+    for result, keep in zip(results, cut, strict=True):
+        if keep == len(result.tokens):
+            out.append(result)
+        else:
+            out.append(SegmentResult(result.tokens[:keep], False, (result.top_logprobs or [])[:keep]))
+    return out
+
+
+def _stand_in_logits(tops: Sequence[dict[int, float]]) -> torch.Tensor:
+    width = max(len(t) for t in tops)
+    known = torch.full((len(tops), width), float("-inf"))
+    fillers: list[tuple[int, float]] = []
+    for i, top in enumerate(tops):
+        values = torch.tensor(sorted(top.values(), reverse=True), dtype=torch.float64)
+        known[i, : len(values)] = values.float()
+        rest = float(1.0 - values.exp().sum())
+        smallest = float(values[-1].exp()) if len(values) else 1.0
+        count = math.ceil(rest / smallest) if rest > 1e-6 and smallest > 0 else 0
+        fillers.append((min(count, _MAX_FILLERS), rest))
+    extra = max(count for count, _ in fillers)
+    tail = torch.full((len(tops), extra), float("-inf"))
+    for i, (count, rest) in enumerate(fillers):
+        if count:
+            tail[i, :count] = math.log(rest / count)
+    return torch.cat([known, tail], dim=1)
+
+
+_MAX_FILLERS = 1 << 16

@@ -14,6 +14,7 @@ from stars_plugins.engines.protocol import (
     SegmentResult,
     ServerInfo,
     checked_tokens,
+    checked_top_logprobs,
     first_model,
     positive_int,
 )
@@ -25,7 +26,7 @@ class SGLangProtocol:
     generate_path: ClassVar[str] = "/generate"
 
     def request_body(self, request: SegmentRequest, model: str | None) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "input_ids": list(request.prompt),
             "sampling_params": {
                 "max_new_tokens": request.max_tokens,
@@ -40,6 +41,9 @@ class SGLangProtocol:
             },
             "stream": False,
         }
+        if request.top_logprobs:
+            body.update(return_logprob=True, top_logprobs_num=request.top_logprobs)
+        return body
 
     def parse_response(self, body: Any, request: SegmentRequest) -> SegmentResult:
         if isinstance(body, list) and len(body) == 1:
@@ -51,7 +55,12 @@ class SGLangProtocol:
         if finish.get("type") == "abort":
             raise EngineError(f"SGLang aborted the request: {finish.get('message') or finish}")
         tokens = checked_tokens(self.name, body.get("output_ids"), request)
-        return SegmentResult(tokens, finish.get("type") == "stop")
+        top = None
+        if request.top_logprobs and isinstance(meta.get("output_top_logprobs"), list):
+            top = [{int(item[1]): float(item[0]) for item in entry or [] if item and item[0] is not None}
+                   for entry in meta["output_top_logprobs"]]
+        top = checked_top_logprobs(self.name, top, tokens, request)
+        return SegmentResult(tokens, finish.get("type") == "stop", top)
 
     def server_info(self, models: Any) -> ServerInfo:
         entry = first_model(models)

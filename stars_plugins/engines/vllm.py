@@ -15,6 +15,7 @@ from stars_plugins.engines.protocol import (
     SegmentResult,
     ServerInfo,
     checked_tokens,
+    checked_top_logprobs,
     first_model,
     positive_int,
 )
@@ -45,9 +46,9 @@ class VLLMProtocol:
         }
         if model:
             body["model"] = model
-        if self.legacy_token_ids:
-            body.update(logprobs=0, return_tokens_as_token_ids=True)
-        else:
+        if self.legacy_token_ids or request.top_logprobs:
+            body.update(logprobs=request.top_logprobs, return_tokens_as_token_ids=True)
+        if not self.legacy_token_ids:
             body["return_token_ids"] = True
         return body
 
@@ -60,7 +61,12 @@ class VLLMProtocol:
         if tokens is None and isinstance(choice.get("logprobs"), dict):
             tokens = [_id_of(t) for t in choice["logprobs"].get("tokens") or []]
         tokens = checked_tokens(self.name, tokens, request)
-        return SegmentResult(tokens, choice.get("finish_reason") == "stop")
+        top = None
+        if request.top_logprobs and isinstance(choice.get("logprobs"), dict):
+            top = [{_id_of(k): float(v) for k, v in (entry or {}).items() if _id_of(k) is not None}
+                   for entry in choice["logprobs"].get("top_logprobs") or []]
+        return SegmentResult(tokens, choice.get("finish_reason") == "stop",
+                             checked_top_logprobs(self.name, top, tokens, request))
 
     def server_info(self, models: Any) -> ServerInfo:
         entry = first_model(models)

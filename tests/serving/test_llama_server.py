@@ -86,6 +86,16 @@ def test_vanilla_and_best_of_n_run_remotely(runtime):
         assert result.finish_reason in ("eos", "length") and result.text and result.error is None
 
 
+def test_cards_segments_end_at_entropy_boundaries_from_top_logprobs(runtime, remote):
+    [result] = runtime.generate([PROMPTS[0]], strategy="cards", entropy_threshold=1.5, min_segment_tokens=2,
+                                max_segment_tokens=12, max_new_tokens=48, temperature=1.0, seed=2, target_reward=0.0)
+    assert result.error is None and remote.decode(result.token_ids) == result.text
+    lengths = [len(s.token_ids) for s in result.segments]
+    assert all(n <= 12 for n in lengths)
+    assert all(n >= 2 for n in lengths[:-1])
+    assert any(n < 12 for n in lengths[:-1]), f"no segment ended at a boundary: {lengths}"
+
+
 def test_rejection_resends_the_same_prefix_and_resamples(remote, monkeypatch):
     sent: list[list[int]] = []
     post = remote.transport.post_json
