@@ -182,3 +182,14 @@ def test_rows_spread_over_replicas(llama_server, server_factory):
     assert all(r.error is None for r in results)
     assert {u.rsplit("/", 1)[0] for u in seen} == {llama_server.url, second.url}
     policy.close()
+
+
+def test_the_engine_batching_script_measures_the_server_alone(llama_server):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "engine_batching.py"
+    done = subprocess.run([sys.executable, str(script), llama_server.url, "--requests", "2", "--tokens", "4"],
+                          capture_output=True, text=True, timeout=300, check=True)
+    assert "one at a time:" in done.stdout and "ratio" in done.stdout
