@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -99,7 +98,6 @@ class RemotePolicy:
         self.key: tuple[Any, ...] | None = None
         self.max_concurrency = max_concurrency
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="stars-remote")
-        self._lock = threading.Lock()
 
     @property
     def engine(self) -> str:
@@ -130,10 +128,11 @@ class RemotePolicy:
     ) -> RemoteBatch:
         if len(sampling) != sum(copies):
             raise ValueError(f"{len(sampling)} sampling settings for {sum(copies)} rows; pass one per row")
-        rows = []
+        rows: list[_Row] = []
         for prompt, count in zip(prompts, copies, strict=True):
             affinity = next(_affinity)
-            rows.extend(_Row(list(prompt), sampling[len(rows)], salt=k, affinity=affinity) for k in range(count))
+            for copy in range(count):
+                rows.append(_Row(list(prompt), sampling[len(rows)], salt=copy, affinity=affinity))
         return RemoteBatch(self, rows)
 
     # ------------------------------------------------------------------ one round trip
