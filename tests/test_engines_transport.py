@@ -168,3 +168,56 @@ def test_urls_and_roots():
     assert is_remote("http://a:1") and is_remote(["http://a:1", "https://b:2/v1"])
     assert not is_remote("HuggingFaceTB/SmolLM2-135M-Instruct") and not is_remote(None) and not is_remote([])
     assert server_root("http://a:8000/v1/") == "http://a:8000" and server_root("http://a:8080") == "http://a:8080"
+
+
+# ---------------------------------------------------------------- remote reward (classification endpoint)
+CLASSIFY_RESPONSE = {  # the response format in SGLang's classification docs (vLLM's /classify format)
+    "id": "classify-9bf17f2847b046c7b2d5495f4b4f9682", "object": "list", "created": 1745383213,
+    "model": "jason9693/Qwen2.5-1.5B-apeach",
+    "data": [{"index": 0, "label": "Default", "probs": [0.565970778465271, 0.4340292513370514], "num_classes": 2},
+             {"index": 1, "label": "Spoiled", "probs": [0.1, 0.9], "num_classes": 2}],
+    "usage": {"prompt_tokens": 10, "total_tokens": 10, "completion_tokens": 0, "prompt_tokens_details": None},
+}
+
+
+def test_remote_reward_scores_every_pair_in_one_call():
+    from stars_plugins.engines import RemoteReward
+    from stars_plugins.rewards import score_checked
+
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, json.loads(request.content)))
+        return httpx.Response(200, json=CLASSIFY_RESPONSE)
+
+    transport, _ = transport_for(handler)
+    reward = RemoteReward("http://rm:8001/v1", model="jason9693/Qwen2.5-1.5B-apeach", transport=transport)
+    assert score_checked(reward, ["p1", "p2"], ["r1", "r2"]) == pytest.approx([0.4340292513370514, 0.9])
+    assert seen == [("/classify", {"input": ["p1\nr1", "p2\nr2"], "model": "jason9693/Qwen2.5-1.5B-apeach"})]
+    sglang = RemoteReward("http://rm:30000", engine="sglang", transport=transport, label_index=0)
+    assert sglang.score(["p1", "p2"], ["r1", "r2"]) == pytest.approx([0.565970778465271, 0.1])
+    assert seen[-1][0] == "/v1/classify"
+
+
+def test_remote_reward_renders_with_the_reward_models_chat_template_and_checks_the_count():
+    from stars_plugins.engines import RemoteReward
+    from stars_plugins.errors import RewardError
+
+    class ChatTokenizer:
+        chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+
+        def apply_chat_template(self, messages, tokenize=False):
+            return "".join(f"<{m['role']}>{m['content']}" for m in messages)
+
+    bodies = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={"data": [{"index": 0, "probs": [0.7], "num_classes": 1}]})
+
+    transport, _ = transport_for(handler)
+    reward = RemoteReward("http://rm:8001", tokenizer=ChatTokenizer(), transport=transport)
+    assert reward.score(["hi"], ["hello"]) == [0.7]
+    assert bodies[-1] == {"input": ["<user>hi<assistant>hello"]}
+    with pytest.raises(RewardError, match="1 classifications for 2 texts"):
+        reward.score(["a", "b"], ["c", "d"])

@@ -8,6 +8,7 @@ from stars_plugins.engines.detect import ENGINE_NAMES, Replica, connect, is_remo
 from stars_plugins.engines.load import load_remote_policy
 from stars_plugins.engines.protocol import SegmentRequest, SegmentResult, ServerInfo
 from stars_plugins.engines.remote import RemoteBatch, RemotePolicy, segment_seed
+from stars_plugins.engines.reward import RemoteReward
 from stars_plugins.engines.transport import API_KEY_ENV, HttpTransport
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "HttpTransport",
     "RemoteBatch",
     "RemotePolicy",
+    "RemoteReward",
     "Replica",
     "SegmentRequest",
     "SegmentResult",

@@ -126,6 +126,22 @@ def test_a_seed_reproduces_the_same_tokens(runtime):
     assert other.token_ids != first.token_ids
 
 
+def test_concurrent_callers_share_rounds_and_get_their_own_answers(runtime):
+    settings = dict(horizon=4, max_new_tokens=12, temperature=1.0, target_reward=0.0)
+    alone = [runtime.generate([p], seed=i, **settings)[0].token_ids for i, p in enumerate(PROMPTS)]
+    together: list[list[int] | None] = [None] * len(PROMPTS)
+
+    def call(i: int) -> None:
+        together[i] = runtime.generate([PROMPTS[i]], seed=i, **settings)[0].token_ids
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(PROMPTS))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert together == alone
+
+
 def test_a_wrong_port_fails_before_any_work_naming_the_url():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
