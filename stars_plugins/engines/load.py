@@ -53,6 +53,8 @@ def load_remote_policy(
     context = min(windows) if windows else (limit if isinstance(limit, int) and 0 < limit < 10**7 else _DEFAULT_CONTEXT)
     pad = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else (eos_ids[0] if eos_ids else 0)
     model = replicas[0].info.model or "model"
+    if model.endswith(".gguf"):  # llama-server names its model by the file's path
+        model = os.path.basename(model)
     return RemotePolicy(
         replicas, transport, hf_tokenizer,
         name=f"{replicas[0].protocol.name}:{model}", eos_token_ids=eos_ids, pad_token_id=int(pad),
