@@ -11,9 +11,8 @@ import threading
 import httpx
 import pytest
 
-from stars_plugins.config import StarsConfig
+from stars_plugins.decoding.rules import entropy_boundary
 from stars_plugins.decoding.sampling import RowSampling, entropy
-from stars_plugins.decoding.segmented import entropy_boundary
 from stars_plugins.engines.detect import Replica
 from stars_plugins.engines.llamacpp import LlamaCppProtocol
 from stars_plugins.engines.protocol import SegmentRequest, ServerInfo
@@ -204,7 +203,7 @@ def test_entropy_boundaries_cut_segments_from_the_returned_top_logprobs():
     server = FakeLlamaServer()
     policy = make_policy(server)
     batch = policy.open_batch([[1, 5]], [8], rows(8))
-    rule = entropy_boundary(StarsConfig(entropy_threshold=2.0, min_segment_tokens=1, max_segment_tokens=8))
+    rule = entropy_boundary(threshold=2.0, shortest=1)
     out = batch.run_round([8] * 8, boundary=rule)
     assert all(b["n_probs"] == 20 and "completion_probabilities" in b["response_fields"] for _, b in server.bodies)
     for r in range(8):  # the segment ends before the high-entropy 4th token (or earlier at EOS)
