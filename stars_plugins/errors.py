@@ -48,3 +48,8 @@ class RewardError(StarsError, RuntimeError):
 
 class RequestCancelled(StarsError):
     """A request was cancelled before it finished (its consumer went away)."""
+
+
+class EngineError(StarsError, RuntimeError):
+    """The engine thread caught something a reward or the policy should never raise (SystemExit,
+    KeyboardInterrupt, ...): the requests it hit fail with this error and the engine keeps serving."""
