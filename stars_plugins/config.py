@@ -8,6 +8,9 @@ never in the loaded model.
 from __future__ import annotations
 
 import math
+import numbers
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -15,6 +18,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stars_plugins.errors import ConfigError
 
 STRATEGY_NAMES = ("stars", "vanilla", "best_of_n", "cards")
+
+_INT_FIELDS = ("horizon", "num_candidates", "max_new_tokens", "max_rejections", "top_k", "seed",
+               "min_segment_tokens", "max_segment_tokens")
+_FLOAT_FIELDS = ("alpha", "beta", "target_reward", "calibration_quantile", "temperature", "top_p",
+                 "entropy_threshold")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(text: str, what: str) -> None:
+    """Reject text that is not valid Unicode (a lone surrogate, e.g. from a bad JSON escape or a
+    broken decode): tokenizers cannot encode it. Raises `ValueError`."""
+    bad = _SURROGATE.search(text)
+    if bad is not None:
+        raise ValueError(
+            f"{what} contains a lone surrogate (U+{ord(bad.group()):04X}) at character {bad.start()}, which is "
+            "not valid Unicode text; decode the source with errors='replace' or remove the character"
+        )
+
+
+def _type_name(value: Any) -> str:
+    return "bytes (decode it to str first)" if isinstance(value, bytes | bytearray) else type(value).__name__
 
 
 class StarsConfig(BaseModel):
@@ -88,20 +112,52 @@ class StarsConfig(BaseModel):
             raise ValueError(f"unknown strategy {value!r}; available: {', '.join(names)}")
         return value
 
+    @field_validator(*_INT_FIELDS, mode="before")
+    @classmethod
+    def _strict_int(cls, value: Any) -> Any:
+        # pydantic's lax mode turns True into 1 and 16.0 into 16; a setting that counts tokens or
+        # candidates takes a whole number only, so a slip (a flag, a division result) is reported.
+        if value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
+            return value if value is None else int(value)
+        raise ValueError(f"must be a whole number (int), got {type(value).__name__}")
+
+    @field_validator(*_FLOAT_FIELDS, mode="before")
+    @classmethod
+    def _real_number(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+            return value
+        raise ValueError(f"must be a number, got {type(value).__name__}")
+
     @field_validator("stop", mode="before")
     @classmethod
     def _stop_tuple(cls, value: Any) -> Any:
+        # One rule: a single string is one stop string, a list or tuple of strings is several.
         if value is None:
             return ()
         if isinstance(value, str):
             return (value,)
-        return tuple(value)
+        if isinstance(value, bytes | bytearray | Mapping) or not isinstance(value, Iterable):
+            raise ValueError(f"stop must be a string or a list of strings, got {_type_name(value)}")
+        stops = tuple(value)
+        wrong = next((s for s in stops if not isinstance(s, str)), None)
+        if wrong is not None:
+            raise ValueError(f"stop must be a string or a list of strings, got an item of type {_type_name(wrong)}")
+        return stops
 
     @field_validator("stop")
     @classmethod
     def _non_empty_stops(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if any(s == "" for s in value):
             raise ValueError("stop strings must be non-empty")
+        for s in value:
+            check_text(s, "a stop string")
+        return value
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _valid_system_prompt(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_text(value, "system_prompt")
         return value
 
     @field_validator("target_reward")

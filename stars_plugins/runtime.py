@@ -13,8 +13,10 @@ import torch
 from stars_plugins.config import StarsConfig
 from stars_plugins.decoding import DecodeContext, FinishEvent, RequestState, SegmentEvent, get_strategy
 from stars_plugins.decoding.state import Event
-from stars_plugins.errors import PromptError, StarsError
+from stars_plugins.errors import ConfigError, PromptError, StarsError
 from stars_plugins.policy import HFPolicy, PromptInput, load_policy
+from stars_plugins.policy.loader import policy_source, resolve_device
+from stars_plugins.policy.prompts import prompt_list
 from stars_plugins.results import GenerationResult, Segment
 from stars_plugins.rewards import RewardModel, load_reward, score_checked
 from stars_plugins.rewards.registry import RewardSpec
@@ -52,11 +54,20 @@ class StarsRuntime:
         """Load (or reuse) a policy by hub id, folder or GGUF file (default: the embedded
         SmolLM2-135M-Instruct) and a reward: a built-in name, a classifier folder or id, a
         `RewardModel`, or a function `(prompts, responses) -> scores`."""
+        if config is not None and not isinstance(config, StarsConfig):
+            raise ConfigError(f"config must be a StarsConfig, got {type(config).__name__}")
+        # Everything cheap to check comes first (the policy's path, the device, the reward, which is
+        # usually small), so that a mistake fails in a second, not after the policy has loaded.
+        policy_source(policy)
+        reward_model = None
+        if device_map is None:
+            reward_model = load_reward(reward, device=reward_device or str(resolve_device(device)))
         loaded = load_policy(
             policy, dtype=dtype, device=device, device_map=device_map, revision=revision,
             trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
         )
-        reward_model = load_reward(reward, device=reward_device or str(loaded.device))
+        if reward_model is None:
+            reward_model = load_reward(reward, device=reward_device or str(loaded.device))
         return cls(loaded, reward_model, config)
 
     # ------------------------------------------------------------------ facts
@@ -165,10 +176,10 @@ class StarsRuntime:
     ) -> GenerationJob:
         """Validate and tokenize the prompts now; run later with `job.run()` or `job.events()`."""
         resolved = self.resolve_config(config, strategy=strategy, **overrides)
-        prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
+        checked = prompt_list(prompts)
         reward_model = self.reward if reward is None else load_reward(reward, device=str(self.policy.device))
         decoder = get_strategy(resolved.strategy)
-        prepared = self.policy.prepare(prompt_list, resolved)
+        prepared = self.policy.prepare(checked, resolved)
         requests = decoder.requests(prepared, resolved)
         return GenerationJob(decoder, DecodeContext(self.policy, reward_model), requests, self.scheduler)
 
