@@ -365,26 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_gguf_loading() -> None:
-    """transformers' GGUF de-quantisation draws a raw tqdm bar that ignores its own switch."""
-    import functools
-
-    from tqdm.auto import tqdm
-
-    try:
-        from transformers import modeling_gguf_pytorch_utils as gguf_utils
-    except ImportError:
-        return
-    gguf_utils.tqdm = functools.partial(tqdm, disable=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # loading bars would drown the command's own output
-    _quiet_gguf_loading()
+    hf_logging.disable_progress_bar()  # hub and loading bars would drown the command's own output
     try:
         return args.handler(args)
     except (StarsError, FileNotFoundError, ValueError) as exc:

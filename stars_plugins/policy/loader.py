@@ -13,6 +13,7 @@ from stars_plugins.errors import ConfigError
 from stars_plugins.model_source import ModelSource, load_error, resolve_source
 from stars_plugins.models import DEFAULT_POLICY_ALIASES, embedded_policy_file
 from stars_plugins.policy.hf import HFPolicy
+from stars_plugins.quiet import quiet_loading
 
 _DTYPES = {
     "float32": torch.float32,
@@ -124,8 +125,9 @@ def _load(
     if attn_implementation:
         model_kwargs["attn_implementation"] = attn_implementation
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
-        model = AutoModelForCausalLM.from_pretrained(source.location, **common, **model_kwargs)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
+            model = AutoModelForCausalLM.from_pretrained(source.location, **common, **model_kwargs)
     except OSError as exc:
         raise load_error(source, exc, what="policy") from exc
     if device_map is None and device is not None:
