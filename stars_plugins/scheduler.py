@@ -62,10 +62,11 @@ class _Group:
     state: Any  # the strategy's group: SegmentedGroup or BestOfNGroup
     incoming: list[RequestState] = field(default_factory=list)  # admitted by the group's next run
     running: bool = False  # a worker thread owns `state` while this is set
+    broken: bool = False  # its state failed beyond repair: dropped at the next cycle
 
     @property
     def idle_with_work(self) -> bool:
-        return not self.running and (bool(self.incoming) or not self.state.empty)
+        return not self.running and not self.broken and (bool(self.incoming) or not self.state.empty)
 
     @property
     def rows(self) -> int:
@@ -231,7 +232,7 @@ class Scheduler:
             finished, self._finished = self._finished, []
         for group, outcome in finished:
             self._settle(group, outcome)
-        self._groups = [g for g in self._groups if g.running or g.incoming or not g.state.empty]
+        self._groups = [g for g in self._groups if g.running or (not g.broken and (g.incoming or not g.state.empty))]
         self._pending = self._place(self._pending + waiting)
         for group in self._groups:
             if group.idle_with_work:
@@ -267,7 +268,8 @@ class Scheduler:
         there is no compatible one, or None: compatible groups are full or in the middle of a
         round, so the request waits for the next round boundary."""
         key = submission.key
-        same = [g for g in self._groups if g.key == key and (g.running or g.state.accepts_newcomers())]
+        same = [g for g in self._groups
+                if g.key == key and not g.broken and (g.running or g.state.accepts_newcomers())]
         for group in same:
             if not group.running and (group.rows == 0 or group.rows + need <= self.max_batch_rows):
                 return group
@@ -326,7 +328,12 @@ class Scheduler:
             outcome = self._advance(group)
         except BaseException as exc:  # the group itself is broken: fail its requests, drop it
             failure = _as_exception(exc)
-            requests = [r for r in (*group.incoming, *group.state.requests) if not r.done]
+            group.broken = True
+            try:
+                held = list(group.state.requests)
+            except BaseException:
+                held = []
+            requests = [r for r in (*group.incoming, *held) if not r.done]
             group.incoming = []
             for r in requests:
                 r.finish("error", failure)
