@@ -99,6 +99,8 @@ def test_from_pretrained_checks_reward_type_and_device_before_the_policy_loads(n
         StarsRuntime.from_pretrained(reward=123)
     with pytest.raises(ConfigError, match="device='bogus' is not a device"):
         StarsRuntime.from_pretrained(device="bogus", reward="sentiment")
+    with pytest.raises(ConfigError, match="policy must be a hub id"):
+        StarsRuntime.from_pretrained(123, reward="sentiment")
     with pytest.raises(ModelNotFoundError, match="/no/such/model"):
         StarsRuntime.from_pretrained("/no/such/model", reward="sentiment")
 

@@ -57,6 +57,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 def policy_source(policy: str | os.PathLike[str] | None) -> ModelSource:
+    if policy is not None and not isinstance(policy, str | os.PathLike):
+        raise ConfigError(f"policy must be a hub id, a folder or a .gguf file path, got {type(policy).__name__}")
     if policy is None or (isinstance(policy, str) and policy.lower() in DEFAULT_POLICY_ALIASES):
         return resolve_source(embedded_policy_file(), what="policy")
     return resolve_source(policy, what="policy")
