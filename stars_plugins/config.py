@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stars_plugins.errors import ConfigError
+from stars_plugins.text import check_text
 
 STRATEGY_NAMES = ("stars", "vanilla", "best_of_n", "cards")
 
@@ -23,20 +23,6 @@ _INT_FIELDS = ("horizon", "num_candidates", "max_new_tokens", "max_rejections", 
                "min_segment_tokens", "max_segment_tokens")
 _FLOAT_FIELDS = ("alpha", "beta", "target_reward", "calibration_quantile", "temperature", "top_p",
                  "entropy_threshold")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def check_text(text: str, what: str) -> None:
-    """Reject text that is not valid Unicode (a lone surrogate, e.g. from a bad JSON escape or a
-    broken decode): tokenizers cannot encode it. Raises `ValueError`."""
-    bad = _SURROGATE.search(text)
-    if bad is not None:
-        raise ValueError(
-            f"{what} contains a lone surrogate (U+{ord(bad.group()):04X}) at character {bad.start()}, which is "
-            "not valid Unicode text; decode the source with errors='replace' or remove the character"
-        )
-
-
 def _type_name(value: Any) -> str:
     return "bytes (decode it to str first)" if isinstance(value, bytes | bytearray) else type(value).__name__
 
