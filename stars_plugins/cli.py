@@ -293,7 +293,7 @@ def _eval_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the target in the initial threshold")
     p.add_argument("--beta", type=float, default=0.7, help="temperature of soft acceptance")
     p.add_argument("--system-prompt", default=None, help="system message, applied to every strategy alike")
-    p.add_argument("--best-of-n", type=int, default=None, metavar="N",
+    p.add_argument("--best-of-n", type=_positive_int, default=None, metavar="N",
                    help="best-of-N's N (default: matched to STARS's measured sampled tokens per request)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="prompts per lockstep batch")
     p.add_argument("--output", default="eval-results", metavar="DIR", help="folder for eval.json/.md/.png")
