@@ -89,7 +89,7 @@ def test_a_reward_of_the_wrong_type_raises_config_error(reward):
 
 @pytest.mark.parametrize(("name", "suggestion"), [("harmles", "harmless"), ("Sentiment", "sentiment")])
 def test_a_misspelt_reward_name_lists_the_built_ins_before_the_policy_loads(no_policy, name, suggestion):
-    expected = rf"did you mean '{suggestion}'\? Built-in rewards: harmless, sentiment"
+    expected = rf"available: harmless, sentiment\); did you mean '{suggestion}'\?"
     with pytest.raises(UnknownRewardError, match=expected):
         StarsRuntime.from_pretrained(reward=name)
 

@@ -70,8 +70,8 @@ def load_reward(spec: RewardSpec = None, *, device: str | None = None, **classif
     close = difflib.get_close_matches(text, list(_builtins), n=1, cutoff=0.75) if bare_name else []
     if close:  # a misspelt built-in name: say so at once instead of asking a hub about it
         raise UnknownRewardError(
-            f"unknown reward {text!r}; did you mean {close[0]!r}? Built-in rewards: {', '.join(sorted(_builtins))} "
-            "(or pass a model folder, a hub id, a RewardModel or a function)"
+            f"unknown reward {text!r}: not a built-in reward (available: {', '.join(sorted(_builtins))}); did you "
+            f"mean {close[0]!r}? A model folder, a hub id, a RewardModel or a function works too."
         )
     try:
         return _cached(key, lambda: load_classifier_reward(text, device=device, **classifier_options))
