@@ -136,6 +136,8 @@ class _RewardOutsidePolicyLock:
         self._call_lock = _reward_lock(reward)
 
     def __getattr__(self, name: str) -> Any:
+        if name in ("_reward", "_policy_lock", "_call_lock"):  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
         value = getattr(self._reward, name)
         if name not in self._CALLS or not callable(value):
             return value
