@@ -99,6 +99,7 @@ def test_shipped_head_metadata() -> None:
     assert default_head_path().stat().st_size < 4_000_000  # small enough to ship in the wheel
 
 
+@pytest.mark.slow  # an evaluation: embeds some 300 texts (30 s on a busy 2-core machine)
 def test_shipped_head_reaches_90_percent_on_held_out_full_pairs(reward: HarmlessReward) -> None:
     held = [p for p in load_pairs(DATA.joinpath("harmless_pairs.jsonl")) if p.split == "heldout"]
     assert len(held) >= 100
