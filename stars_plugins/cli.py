@@ -128,6 +128,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.serve:  # load-tests a `stars serve` child process; loads no model here
+        from stars_plugins.server.loadtest import bench_serve_command
+
+        return bench_serve_command(args)
     from stars_plugins.bench import builtin_prompts, effective_batch_sizes, load_prompt_file, run_bench
 
     prompts = load_prompt_file(args.prompts) if args.prompts else builtin_prompts()
@@ -337,6 +341,22 @@ def _bench_parser(p: argparse.ArgumentParser) -> None:
                    help="time the reward model alone (--reward, default harmless) on the prompts; no policy")
     p.add_argument("--score-batch", type=_positive_int, default=64, help="with --score-only: pairs per call")
     p.add_argument("--score-repeats", type=_positive_int, default=5, help="with --score-only: timed calls")
+    from stars_plugins.server.loadtest import add_bench_serve_arguments
+
+    add_bench_serve_arguments(p)
+
+
+# ---------------------------------------------------------------------------- serve
+def _serve_parser(p: argparse.ArgumentParser) -> None:
+    from stars_plugins.server.command import add_serve_arguments
+
+    add_serve_arguments(p)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from stars_plugins.server.command import serve_command
+
+    return serve_command(args)
 
 
 COMMANDS: list[Command] = [
@@ -347,6 +367,8 @@ COMMANDS: list[Command] = [
      cmd_train_reward),
     ("eval", "refusal, over-refusal, reward and speed of every strategy on a harmful/benign prompt set",
      _eval_parser, cmd_eval),
+    ("serve", "an OpenAI-compatible HTTP server (chat/completions, completions, models) over STARS", _serve_parser,
+     cmd_serve),
 ]
 
 
