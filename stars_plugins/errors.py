@@ -47,6 +47,11 @@ class RewardError(StarsError, RuntimeError):
 
 
 class EngineError(StarsError, RuntimeError):
+    """The engine thread caught something a reward or the policy should never raise (SystemExit,
+    KeyboardInterrupt, ...): the requests it hit fail with this error and the engine keeps serving."""
+
+
+class ServingError(StarsError, RuntimeError):
     """A serving engine (vLLM, SGLang, llama.cpp's server) failed a request or cannot be used."""
 
     def __init__(self, message: str, *, url: str | None = None, status: int | None = None):
@@ -55,5 +60,5 @@ class EngineError(StarsError, RuntimeError):
         self.status = status
 
 
-class EngineUnavailableError(EngineError, ConnectionError):
+class ServingUnavailableError(ServingError, ConnectionError):
     """A serving engine cannot be reached (refused, reset, timed out, or it answers 503)."""

@@ -16,7 +16,7 @@ from stars_plugins.engines.llamacpp import LlamaCppProtocol
 from stars_plugins.engines.protocol import SegmentRequest
 from stars_plugins.engines.sglang import SGLangProtocol
 from stars_plugins.engines.vllm import VLLMProtocol, supports_token_ids
-from stars_plugins.errors import EngineError
+from stars_plugins.errors import ServingError
 
 REQUEST = SegmentRequest(prompt=(1, 9690, 198), max_tokens=4, temperature=0.7, top_k=0, top_p=0.9, seed=1234)
 
@@ -57,7 +57,7 @@ def test_llamacpp_parses_length_and_eos_stops():
 
 def test_llamacpp_full_context_is_an_error_not_a_short_segment():
     body = {"tokens": [5], "stop_type": "limit", "truncated": True, "tokens_predicted": 1}
-    with pytest.raises(EngineError, match="context is full"):
+    with pytest.raises(ServingError, match="context is full"):
         LlamaCppProtocol().parse_response(body, REQUEST)
 
 
@@ -164,7 +164,7 @@ def test_sglang_parses_output_ids_with_the_eos_id_last():
 
 def test_sglang_abort_is_an_error_with_its_message():
     body = {"text": "", "output_ids": [], "meta_info": {"finish_reason": {"type": "abort", "message": "out of memory"}}}
-    with pytest.raises(EngineError, match="out of memory"):
+    with pytest.raises(ServingError, match="out of memory"):
         SGLangProtocol().parse_response(body, REQUEST)
 
 
@@ -175,13 +175,13 @@ def test_sglang_abort_is_an_error_with_its_message():
     (SGLangProtocol(), {"text": "text only", "meta_info": {"finish_reason": {"type": "length"}}}),
 ])
 def test_a_response_without_ids_is_an_error_never_retokenised_text(protocol, body):
-    with pytest.raises(EngineError, match="no token ids"):
+    with pytest.raises(ServingError, match="no token ids"):
         protocol.parse_response(body, REQUEST)
 
 
 def test_more_tokens_than_asked_for_is_an_error():
     body = {"tokens": [1, 2, 3, 4, 5], "stop_type": "limit", "truncated": False}
-    with pytest.raises(EngineError, match="at most 4"):
+    with pytest.raises(ServingError, match="at most 4"):
         LlamaCppProtocol().parse_response(body, REQUEST)
 
 

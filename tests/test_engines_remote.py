@@ -18,7 +18,7 @@ from stars_plugins.engines.llamacpp import LlamaCppProtocol
 from stars_plugins.engines.protocol import SegmentRequest, ServerInfo
 from stars_plugins.engines.remote import RemotePolicy, _stand_in_logits, row_seed, segment_seed
 from stars_plugins.engines.transport import HttpTransport
-from stars_plugins.errors import EngineError, EngineUnavailableError
+from stars_plugins.errors import ServingError, ServingUnavailableError
 
 EOS = 2
 
@@ -182,7 +182,7 @@ def test_a_failed_round_loses_no_accepted_prefix_and_the_next_round_works():
     batch.run_round([4, 4])
     before = [list(row.prefix) for row in batch.rows]
     server.down = True
-    with pytest.raises(EngineUnavailableError, match=r"2 of 2 segment requests to llama.cpp failed.*http://engine:8080"):
+    with pytest.raises(ServingUnavailableError, match=r"2 of 2 segment requests to llama.cpp failed.*http://engine:8080"):
         batch.run_round([4, 4])
     assert [row.prefix for row in batch.rows] == before
     server.down = False
@@ -194,7 +194,7 @@ def test_a_failed_round_loses_no_accepted_prefix_and_the_next_round_works():
 def test_a_4xx_fails_with_the_servers_message():
     policy = make_policy(FakeLlamaServer())
     batch = policy.open_batch([list(range(1, 300))], [1], rows(1))
-    with pytest.raises(EngineError, match="HTTP 400: the request exceeds the available context size") as info:
+    with pytest.raises(ServingError, match="HTTP 400: the request exceeds the available context size") as info:
         batch.run_round([4])
     assert info.value.status == 400
 
@@ -226,7 +226,7 @@ def test_an_engine_that_returns_no_top_logprobs_fails_the_cards_round_clearly():
     request = SegmentRequest(prompt=(1, 5), max_tokens=4, temperature=1.0, top_k=0, top_p=1.0, seed=1,
                              top_logprobs=20)
     body = {"tokens": [11, 12], "stop_type": "limit", "truncated": False}
-    with pytest.raises(EngineError, match="top 20 logprobs.*strategy='cards'"):
+    with pytest.raises(ServingError, match="top 20 logprobs.*strategy='cards'"):
         policy.replicas[0].protocol.parse_response(body, request)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from stars_plugins.engines.detect import connect, engine_name, is_remote, server_root
 from stars_plugins.engines.transport import API_KEY_ENV, HttpTransport
-from stars_plugins.errors import ConfigError, EngineError, EngineUnavailableError
+from stars_plugins.errors import ConfigError, ServingError, ServingUnavailableError
 
 
 def transport_for(handler, **kwargs) -> tuple[HttpTransport, list[float]]:
@@ -44,14 +44,14 @@ def test_4xx_fails_at_once_with_the_servers_message():
                                                    "message": "the request exceeds the available context size"}})
 
     transport, _ = transport_for(handler)
-    with pytest.raises(EngineError, match="HTTP 400: the request exceeds the available context size") as info:
+    with pytest.raises(ServingError, match="HTTP 400: the request exceeds the available context size") as info:
         transport.post_json("http://engine/completion", {})
-    assert len(calls) == 1 and info.value.status == 400 and not isinstance(info.value, EngineUnavailableError)
+    assert len(calls) == 1 and info.value.status == 400 and not isinstance(info.value, ServingUnavailableError)
 
 
 def test_fastapi_detail_messages_are_read_too():
     transport, _ = transport_for(lambda request: httpx.Response(404, json={"detail": "Not Found"}))
-    with pytest.raises(EngineError, match="HTTP 404: Not Found"):
+    with pytest.raises(ServingError, match="HTTP 404: Not Found"):
         transport.get_json("http://engine/generate")
 
 
@@ -60,7 +60,7 @@ def test_giving_up_names_the_url_and_the_last_failure():
         raise httpx.ConnectError("Connection refused", request=request)
 
     transport, sleeps = transport_for(handler, retries=2, backoff=0.1)
-    with pytest.raises(EngineUnavailableError, match=r"http://engine:9/completion failed 3 time\(s\).*refused"):
+    with pytest.raises(ServingUnavailableError, match=r"http://engine:9/completion failed 3 time\(s\).*refused"):
         transport.post_json("http://engine:9/completion", {})
     assert sleeps == [0.1, 0.2]
 
@@ -70,7 +70,7 @@ def test_a_read_timeout_fails_the_request_with_a_clear_error():
         raise httpx.ReadTimeout("timed out", request=request)
 
     transport, sleeps = transport_for(handler, timeout=2.0)
-    with pytest.raises(EngineUnavailableError, match="timed out after 2 s"):
+    with pytest.raises(ServingUnavailableError, match="timed out after 2 s"):
         transport.post_json("http://engine/completion", {})
     assert sleeps == []  # the server may still be working on it: not resent
 
@@ -83,14 +83,14 @@ def test_api_key_goes_in_the_header_only(monkeypatch):
         return httpx.Response(401, json={"error": {"message": "invalid api key"}})
 
     transport, _ = transport_for(handler, api_key="sk-very-secret")
-    with pytest.raises(EngineError) as info:
+    with pytest.raises(ServingError) as info:
         transport.get_json("http://engine/v1/models")
     assert seen == ["Bearer sk-very-secret"]
     assert "sk-very-secret" not in str(info.value) and "sk-very-secret" not in repr(transport)
 
     monkeypatch.setenv(API_KEY_ENV, "sk-from-env")
     from_env, _ = transport_for(handler)
-    with pytest.raises(EngineError):
+    with pytest.raises(ServingError):
         from_env.get_json("http://engine/v1/models")
     assert seen[-1] == "Bearer sk-from-env"
 
@@ -142,7 +142,7 @@ def test_servers_without_a_model_list_are_probed():
 
 def test_an_unknown_server_asks_for_engine_and_a_given_engine_is_trusted():
     transport, _ = transport_for(lambda request: httpx.Response(404, text="no"))
-    with pytest.raises(EngineError, match="pass engine="):
+    with pytest.raises(ServingError, match="pass engine="):
         connect("http://box:1234", transport)
     assert connect("http://box:1234", transport, engine="llamacpp").protocol.name == "llama.cpp"
     with pytest.raises(ConfigError, match="engine='tgi' is not supported"):
@@ -154,13 +154,13 @@ def test_an_unreachable_server_fails_at_connect_naming_the_url():
         raise httpx.ConnectError("Connection refused", request=request)
 
     transport, _ = transport_for(handler)
-    with pytest.raises(EngineUnavailableError, match=r"cannot reach the policy server at http://127.0.0.1:9/v1"):
+    with pytest.raises(ServingUnavailableError, match=r"cannot reach the policy server at http://127.0.0.1:9/v1"):
         connect("http://127.0.0.1:9/v1", transport)
 
 
 def test_a_refused_api_key_says_how_to_pass_one():
     transport, _ = transport_for(lambda request: httpx.Response(401, json={"error": {"message": "Unauthorized"}}))
-    with pytest.raises(EngineError, match="STARS_ENGINE_API_KEY"):
+    with pytest.raises(ServingError, match="STARS_ENGINE_API_KEY"):
         connect("http://box:8000", transport)
 
 

@@ -15,7 +15,7 @@ from stars_plugins.engines.protocol import EngineProtocol, ServerInfo, first_mod
 from stars_plugins.engines.sglang import SGLangProtocol
 from stars_plugins.engines.transport import HttpTransport
 from stars_plugins.engines.vllm import VLLMProtocol, supports_token_ids
-from stars_plugins.errors import ConfigError, EngineError, EngineUnavailableError
+from stars_plugins.errors import ConfigError, ServingError, ServingUnavailableError
 
 ENGINE_NAMES = ("vllm", "sglang", "llama.cpp")
 _ALIASES = {
@@ -75,13 +75,13 @@ def connect(url: str, transport: HttpTransport, engine: str | None = None) -> Re
     name = engine_name(engine)
     try:
         models = transport.get_json(root + "/v1/models", retries=1)
-    except EngineUnavailableError as exc:
-        raise EngineUnavailableError(
+    except ServingUnavailableError as exc:
+        raise ServingUnavailableError(
             f"cannot reach the policy server at {url}: {exc}", url=url
         ) from exc
-    except EngineError as exc:
+    except ServingError as exc:
         if exc.status in (401, 403):
-            raise EngineError(f"the policy server at {url} refused the API key (HTTP {exc.status}); pass "
+            raise ServingError(f"the policy server at {url} refused the API key (HTTP {exc.status}); pass "
                               "api_key=... or set STARS_ENGINE_API_KEY", url=url, status=exc.status) from exc
         models = None  # no model list: probe below
     if name is None:
@@ -105,10 +105,10 @@ def _probe(root: str, transport: HttpTransport, url: str) -> str:
     for path, name in _PROBES:
         try:
             transport.get_json(root + path, retries=0)
-        except EngineError:
+        except ServingError:
             continue
         return name
-    raise EngineError(
+    raise ServingError(
         f"the server at {url} answers, but not like vLLM, SGLang or llama.cpp's server; pass "
         f"engine= one of {', '.join(ENGINE_NAMES)}", url=url
     )
@@ -117,6 +117,6 @@ def _probe(root: str, transport: HttpTransport, url: str) -> str:
 def _vllm_version(root: str, transport: HttpTransport) -> str | None:
     try:
         body = transport.get_json(root + "/version", retries=0)
-    except EngineError:
+    except ServingError:
         return None
     return body.get("version") if isinstance(body, dict) else None

@@ -19,7 +19,7 @@ from stars_plugins.engines.protocol import (
     first_model,
     positive_int,
 )
-from stars_plugins.errors import EngineError
+from stars_plugins.errors import ServingError
 
 #: Only what the client reads comes back (the default response repeats the whole prompt as text).
 RESPONSE_FIELDS = ["tokens", "stop_type", "truncated", "tokens_predicted"]
@@ -57,11 +57,11 @@ class LlamaCppProtocol:
 
     def parse_response(self, body: Any, request: SegmentRequest) -> SegmentResult:
         if not isinstance(body, dict):
-            raise EngineError(f"llama.cpp answered /completion with {type(body).__name__}, expected an object")
+            raise ServingError(f"llama.cpp answered /completion with {type(body).__name__}, expected an object")
         tokens = checked_tokens(self.name, body.get("tokens"), request)
         hit_eos = body.get("stop_type") == "eos"
         if body.get("truncated") and not hit_eos and len(tokens) < request.max_tokens:
-            raise EngineError(
+            raise ServingError(
                 f"llama.cpp stopped after {len(tokens)} of {request.max_tokens} tokens: the slot's context is full "
                 f"({len(request.prompt)} prompt tokens). Start llama-server with a larger -c (the context is "
                 "divided among the -np slots) or lower max_new_tokens"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from stars_plugins.errors import EngineError
+from stars_plugins.errors import ServingError
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,10 @@ class EngineProtocol(Protocol):
 def checked_tokens(engine: str, tokens: Any, request: SegmentRequest) -> list[int]:
     """The generated ids as a list of ints, never more than were asked for."""
     if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
-        raise EngineError(f"{engine} returned no token ids for a segment (got {type(tokens).__name__}); "
+        raise ServingError(f"{engine} returned no token ids for a segment (got {type(tokens).__name__}); "
                           "this engine version may not support returning ids")
     if len(tokens) > request.max_tokens:
-        raise EngineError(f"{engine} returned {len(tokens)} tokens where at most {request.max_tokens} were asked for")
+        raise ServingError(f"{engine} returned {len(tokens)} tokens where at most {request.max_tokens} were asked for")
     return tokens
 
 
@@ -72,7 +72,7 @@ def checked_top_logprobs(engine: str, top: list[dict[int, float]] | None, tokens
     if not request.top_logprobs:
         return None
     if top is None or len(top) != len(tokens) or not all(top):
-        raise EngineError(f"{engine} did not return the top {request.top_logprobs} logprobs of every generated "
+        raise ServingError(f"{engine} did not return the top {request.top_logprobs} logprobs of every generated "
                           "token, which entropy-delimited segments (strategy='cards') need")
     return top
 

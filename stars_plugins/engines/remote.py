@@ -29,7 +29,7 @@ from stars_plugins.decoding.sampling import RowSampling
 from stars_plugins.engines.detect import Replica
 from stars_plugins.engines.protocol import SegmentRequest, SegmentResult
 from stars_plugins.engines.transport import HttpTransport
-from stars_plugins.errors import ConfigError, EngineError
+from stars_plugins.errors import ConfigError, ServingError
 from stars_plugins.policy.prompts import PreparedPrompt, PromptInput, PromptOptions, PromptRenderer
 
 #: How many of the most likely tokens' logprobs an engine returns per token for entropy boundaries.
@@ -154,8 +154,8 @@ class RemotePolicy:
             first = errors[0]
             reason = str(first) or type(first).__name__
             message = f"{len(errors)} of {len(futures)} segment requests to {self.engine} failed; first: {reason}"
-            raise (type(first)(message, url=first.url, status=first.status) if isinstance(first, EngineError)
-                   else EngineError(message)) from first
+            raise (type(first)(message, url=first.url, status=first.status) if isinstance(first, ServingError)
+                   else ServingError(message)) from first
         return results
 
     def _one(self, replica: Replica, request: SegmentRequest) -> SegmentResult:

@@ -18,7 +18,7 @@ from stars_plugins.engines.protocol import (
     first_model,
     positive_int,
 )
-from stars_plugins.errors import EngineError
+from stars_plugins.errors import ServingError
 
 
 class SGLangProtocol:
@@ -49,11 +49,11 @@ class SGLangProtocol:
         if isinstance(body, list) and len(body) == 1:
             body = body[0]
         if not isinstance(body, dict):
-            raise EngineError(f"SGLang answered /generate with {type(body).__name__}, expected an object")
+            raise ServingError(f"SGLang answered /generate with {type(body).__name__}, expected an object")
         meta = body.get("meta_info") if isinstance(body.get("meta_info"), dict) else {}
         finish = meta.get("finish_reason") if isinstance(meta.get("finish_reason"), dict) else {}
         if finish.get("type") == "abort":
-            raise EngineError(f"SGLang aborted the request: {finish.get('message') or finish}")
+            raise ServingError(f"SGLang aborted the request: {finish.get('message') or finish}")
         tokens = checked_tokens(self.name, body.get("output_ids"), request)
         top = None
         if request.top_logprobs and isinstance(meta.get("output_top_logprobs"), list):

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from stars_plugins.errors import EngineError, EngineUnavailableError
+from stars_plugins.errors import ServingError, ServingUnavailableError
 
 #: Environment variable read when no `api_key` is passed.
 API_KEY_ENV = "STARS_ENGINE_API_KEY"
@@ -73,7 +73,7 @@ class HttpTransport:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 continue
             except httpx.TimeoutException as exc:
-                raise EngineUnavailableError(
+                raise ServingUnavailableError(
                     f"{method} {url} timed out after {timeout or self.timeout:g} s ({type(exc).__name__}); the "
                     "server may be overloaded or the segment too long: raise the timeout or lower the load",
                     url=url,
@@ -82,7 +82,7 @@ class HttpTransport:
                 last = f"HTTP {response.status_code}: {server_message(response)}"
                 continue
             if response.status_code >= 400:
-                raise EngineError(
+                raise ServingError(
                     f"{method} {url} failed with HTTP {response.status_code}: {server_message(response)}",
                     url=url,
                     status=response.status_code,
@@ -90,9 +90,9 @@ class HttpTransport:
             try:
                 return response.json()
             except ValueError as exc:
-                raise EngineError(f"{method} {url} answered with a body that is not JSON: {response.text[:200]!r}",
+                raise ServingError(f"{method} {url} answered with a body that is not JSON: {response.text[:200]!r}",
                                   url=url, status=response.status_code) from exc
-        raise EngineUnavailableError(
+        raise ServingUnavailableError(
             f"{method} {url} failed {attempts} time(s), last: {last}. Is the server running and reachable? "
             "(requests are retried with backoff; raise `retries` for a server that restarts slowly)",
             url=url,

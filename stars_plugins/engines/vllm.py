@@ -19,7 +19,7 @@ from stars_plugins.engines.protocol import (
     first_model,
     positive_int,
 )
-from stars_plugins.errors import EngineError
+from stars_plugins.errors import ServingError
 
 
 class VLLMProtocol:
@@ -55,7 +55,7 @@ class VLLMProtocol:
     def parse_response(self, body: Any, request: SegmentRequest) -> SegmentResult:
         choices = body.get("choices") if isinstance(body, dict) else None
         if not choices or not isinstance(choices[0], dict):
-            raise EngineError(f"vLLM answered /v1/completions without choices: {str(body)[:200]}")
+            raise ServingError(f"vLLM answered /v1/completions without choices: {str(body)[:200]}")
         choice = choices[0]
         tokens = choice.get("token_ids")
         if tokens is None and isinstance(choice.get("logprobs"), dict):

@@ -15,6 +15,7 @@ from stars_plugins.errors import ConfigError
 from stars_plugins.model_source import ModelSource, load_error, resolve_source
 from stars_plugins.models import DEFAULT_POLICY_ALIASES, embedded_policy_file
 from stars_plugins.policy.hf import HFPolicy
+from stars_plugins.quiet import quiet_loading
 
 _DTYPES = {
     "float32": torch.float32,
@@ -34,7 +35,12 @@ _key_locks: dict[tuple[Any, ...], threading.Lock] = {}
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    if not isinstance(device, str | torch.device | int):
+        raise ConfigError(f"device must be a string such as 'cpu' or 'cuda:0', got {type(device).__name__}")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device={device!r} is not a device; use auto, cpu, cuda, cuda:1, mps ...") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} was asked for, but no CUDA device is available")
     return resolved
@@ -53,6 +59,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 def policy_source(policy: str | os.PathLike[str] | None) -> ModelSource:
+    if policy is not None and not isinstance(policy, str | os.PathLike):
+        raise ConfigError(f"policy must be a hub id, a folder or a .gguf file path, got {type(policy).__name__}")
     if policy is None or (isinstance(policy, str) and policy.lower() in DEFAULT_POLICY_ALIASES):
         return resolve_source(embedded_policy_file(), what="policy")
     return resolve_source(policy, what="policy")
@@ -80,7 +88,7 @@ def load_policy(
     serving engine (vLLM, SGLang, llama.cpp's server; `engine` is detected unless given);
     `policy_tokenizer` names the served model's tokenizer (hub id, folder or GGUF file).
     """
-    if _is_url(policy):
+    if is_server_url(policy):
         return _remote_policy(policy, policy_tokenizer, engine, api_key)  # type: ignore[arg-type]
     source = policy_source(policy)
     target = resolve_device(device) if device_map is None else None
@@ -110,7 +118,8 @@ def load_policy(
         return loaded
 
 
-def _is_url(policy: Any) -> bool:
+def is_server_url(policy: Any) -> bool:
+    """Whether `policy` names a serving engine (an http(s) URL, or a list of them)."""
     from stars_plugins.engines.detect import is_remote  # imported late: engines import the decoding loop
 
     return is_remote(policy)
@@ -157,8 +166,9 @@ def _load(
     if attn_implementation:
         model_kwargs["attn_implementation"] = attn_implementation
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
-        model = AutoModelForCausalLM.from_pretrained(source.location, **common, **model_kwargs)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
+            model = AutoModelForCausalLM.from_pretrained(source.location, **common, **model_kwargs)
     except OSError as exc:
         raise load_error(source, exc, what="policy") from exc
     if device_map is None and device is not None:

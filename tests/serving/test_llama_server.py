@@ -13,7 +13,7 @@ import pytest
 
 from stars_plugins import StarsRuntime
 from stars_plugins.engines import SegmentRequest, load_remote_policy
-from stars_plugins.errors import EngineError, EngineUnavailableError
+from stars_plugins.errors import ServingError, ServingUnavailableError
 from stars_plugins.models import embedded_policy_file
 from stars_plugins.rewards import load_reward
 
@@ -146,13 +146,13 @@ def test_a_wrong_port_fails_before_any_work_naming_the_url():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
-    with pytest.raises(EngineUnavailableError, match=f"cannot reach the policy server at {url}"):
+    with pytest.raises(ServingUnavailableError, match=f"cannot reach the policy server at {url}"):
         StarsRuntime.from_pretrained(policy=url, policy_tokenizer=TOKENIZER, reward=accept_all)
 
 
 def test_a_4xx_fails_the_request_with_the_servers_message(remote, runtime):
     request = SegmentRequest(prompt=tuple(range(1, 1100)), max_tokens=4, temperature=0.0, top_k=0, top_p=1.0, seed=0)
-    with pytest.raises(EngineError) as info:
+    with pytest.raises(ServingError) as info:
         remote.generate([request], [0])
     assert info.value.status == 400 and "context" in str(info.value)
 
@@ -166,7 +166,7 @@ def test_a_server_killed_mid_run_fails_in_flight_requests_and_the_runtime_recove
     assert first.token_ids
     os.kill(server.process.pid, signal.SIGKILL)
     server.process.wait()
-    with pytest.raises(EngineUnavailableError, match=server.url):
+    with pytest.raises(ServingUnavailableError, match=server.url):
         for _ in stream:
             pass
     assert stream.result is not None and stream.result.finish_reason == "error"
