@@ -136,3 +136,41 @@ def test_the_forced_best_after_max_rejections_still_counts_candidates_like_seque
     assert [len(c) for c in reward.calls][:3] == [1, 2, 4]
     first = result.segments[0]
     assert first.forced and first.rejections == 5  # stopped at the 5th candidate, as 5 rounds of 1 would
+
+
+def test_widened_seeded_requests_give_the_same_result_alone_and_sharing_a_batch(tiny_model_dirs):
+    """The row count follows the request's own rejections only, so batching leaves results alone."""
+    import threading
+
+    runtime = StarsRuntime.from_pretrained(tiny_model_dirs["llama"])
+    runtime.scheduler.configure(max_batch_rows=64, max_wait=0.05)
+    sizes: list[int] = []
+    prompts_seen: list[int] = []
+
+    def text_reward(prompts, responses):
+        sizes.append(len(responses))
+        prompts_seen.append(len(set(prompts)))
+        return [(sum(map(ord, r)) % 101) / 100 for r in responses]
+
+    base = StarsConfig(horizon=4, max_new_tokens=16, max_rejections=6, max_adaptive_candidates=8,
+                       target_reward=0.8, alpha=1.0)
+    calls = [("the first prompt", base.updated(seed=1, num_candidates=2)),
+             ("third", base.updated(seed=9, acceptance="hard")),
+             ("and a fourth one here", base.updated(seed=4, calibration_quantile=0.9))]
+    expected = [runtime.generate([p], c, reward=text_reward)[0] for p, c in calls]
+    assert max(sizes) > 2  # some request widened
+    merged: list = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def call(i: int) -> None:
+        barrier.wait()
+        merged[i] = runtime.generate([calls[i][0]], calls[i][1], reward=text_reward)[0]
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert max(prompts_seen) > 1  # they did share a batch
+    for got, want in zip(merged, expected, strict=True):
+        assert (got.token_ids, got.reward, got.stats.rejections) == (want.token_ids, want.reward, want.stats.rejections)
