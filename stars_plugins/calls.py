@@ -28,6 +28,7 @@ from stars_plugins.config import StarsConfig
 from stars_plugins.errors import ConfigError, UnknownRewardError
 from stars_plugins.models import DEFAULT_POLICY_ALIASES, SMOLLM2_GGUF
 from stars_plugins.policy import PromptInput
+from stars_plugins.policy.prompts import PromptOptions, PromptRenderer
 from stars_plugins.results import GenerationResult, Segment
 from stars_plugins.rewards import RewardModel, available_rewards, load_reward
 from stars_plugins.rewards.base import reward_identity
@@ -176,7 +177,7 @@ def reward_key(spec: Any) -> Hashable:
 
 def resolve_reward(runtime: StarsRuntime, spec: RewardSpec) -> RewardModel:
     """The reward model a call runs with, loaded (once, cached) on the policy's device."""
-    return runtime.reward if spec is None else load_reward(spec, device=str(runtime.policy.device))
+    return runtime.reward if spec is None else load_reward(spec, device=runtime.reward_device)
 
 
 _load_lock = threading.Lock()
@@ -357,4 +358,12 @@ def text_token_ids(runtime: StarsRuntime, text: str) -> list[int]:
 def prompt_token_ids(runtime: StarsRuntime, prompt: PromptInput, config: StarsConfig) -> list[int]:
     """The tokens the policy sees for `prompt` (chat template and system prompt as `config` says),
     whatever its length: counting never raises `PromptTooLongError`."""
-    return list(runtime.policy.render(prompt, config)[0])
+    return renderer(runtime).render(prompt, PromptOptions.of(config))[0]
+
+
+def renderer(runtime: StarsRuntime) -> PromptRenderer:
+    """The prompt renderer of the runtime's policy backend (any backend: built from its tokenizer)."""
+    policy = runtime.policy
+    found = getattr(policy, "renderer", None)
+    return found if isinstance(found, PromptRenderer) else PromptRenderer(policy.tokenizer, policy.name,
+                                                                          policy.context_window)

@@ -12,9 +12,11 @@ import torch
 
 from stars_plugins.config import StarsConfig
 from stars_plugins.decoding import DecodeContext, FinishEvent, RequestState, SegmentEvent, get_strategy
+from stars_plugins.decoding.backend import PolicyBackend
 from stars_plugins.decoding.state import Event
 from stars_plugins.errors import PromptError, PromptTooLongError, StarsError
-from stars_plugins.policy import HFPolicy, PromptInput, load_policy
+from stars_plugins.policy import PromptInput, load_policy
+from stars_plugins.policy.prompts import PromptOptions
 from stars_plugins.results import GenerationResult, Segment
 from stars_plugins.rewards import RewardModel, load_reward, score_checked
 from stars_plugins.rewards.registry import RewardSpec
@@ -30,7 +32,7 @@ class StarsRuntime:
     per call: pass a `StarsConfig`, keyword overrides (`horizon=8`), a `strategy` or a `reward`.
     """
 
-    def __init__(self, policy: HFPolicy, reward: RewardModel | None = None, config: StarsConfig | None = None):
+    def __init__(self, policy: PolicyBackend, reward: RewardModel | None = None, config: StarsConfig | None = None):
         self.policy = policy
         self.reward = reward if reward is not None else load_reward(None)
         self.config = config or StarsConfig()
@@ -178,11 +180,16 @@ class StarsRuntime:
         """Validate and tokenize the prompts now; run later with `job.run()` or `job.events()`."""
         resolved = self.resolve_config(config, strategy=strategy, **overrides)
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
-        reward_model = self.reward if reward is None else load_reward(reward, device=str(self.policy.device))
+        reward_model = self.reward if reward is None else load_reward(reward, device=self.reward_device)
         decoder = get_strategy(resolved.strategy)
-        prepared = self.policy.prepare(prompt_list, resolved)
+        prepared = self.policy.prepare(prompt_list, PromptOptions.of(resolved))
         requests = decoder.requests(prepared, resolved)
         return GenerationJob(decoder, DecodeContext(self.policy, reward_model), requests, self.scheduler)
+
+    @property
+    def reward_device(self) -> str:
+        """Where rewards named per call are loaded: the policy's device (CPU for remote policies)."""
+        return str(getattr(self.policy, "device", "cpu"))
 
     @property
     def scheduler(self) -> Scheduler:

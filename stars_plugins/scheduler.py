@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from stars_plugins.decoding.backend import PolicyBackend
 from stars_plugins.decoding.segmented import DecodeContext
 from stars_plugins.decoding.state import Event, FinishEvent, RequestState
 from stars_plugins.rewards.base import reward_identity
@@ -60,7 +61,7 @@ class Scheduler:
     requests before it starts a batch, so that callers arriving together share their first round.
     """
 
-    def __init__(self, policy: Any, *, max_batch_rows: int = 64, max_wait: float = 0.01):
+    def __init__(self, policy: PolicyBackend, *, max_batch_rows: int = 64, max_wait: float = 0.01):
         self.policy = policy
         self.max_batch_rows = max_batch_rows
         self.max_wait = max_wait
@@ -212,7 +213,7 @@ def _deliver(events: Sequence[Event]) -> None:
 _create_lock = threading.Lock()
 
 
-def scheduler_for(policy: Any) -> Scheduler:
+def scheduler_for(policy: PolicyBackend) -> Scheduler:
     """The one scheduler of a loaded policy (created on first use)."""
     with _create_lock:
         scheduler = getattr(policy, "_scheduler", None)

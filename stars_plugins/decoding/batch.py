@@ -1,6 +1,7 @@
-"""`LockstepBatch`: rows of one KV cache that advance together, one token column at a time.
+"""`LockstepBatch`: the in-process transformers `PolicyBatch`, rows of one KV cache that advance
+together, one token column at a time.
 
-Layout (DESIGN.md section 2). Prompts are left-padded and prefilled once with position ids
+Layout: prompts are left-padded and prefilled once with position ids
 `cumsum(mask) - 1`. Every decode step appends one column to the cache for all rows; a row that has
 nothing to say in this step (its segment ended, it hit EOS) writes a column with attention mask 0.
 Each row's next position id is `mask.sum() - 1`, so masked columns ("holes") are invisible to the
@@ -8,43 +9,44 @@ model: they cost memory, never recomputation.
 
 - Rejecting a segment masks its columns in that row and restores the logits saved at the segment's
   start; nothing before it is re-encoded.
+- Every row samples with its own `RowSampling` (the batch owns the `BatchSampler`, so row
+  selection and merging keep the two in step).
 - Accepting one of N sibling candidates copies the winner's row over its siblings (`index_select`,
   as beam search reorders caches).
-- Finished rows leave with `keep_rows`; `compact` squeezes holes out when they grow, moving every
+- Finished rows leave with `select_rows`; `compact` squeezes holes out when they grow, moving every
   row's live columns to the right (a left-padded layout again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from stars_plugins.policy.hf import HFPolicy
+from stars_plugins.decoding.backend import BoundaryRule, RoundOutput
+from stars_plugins.decoding.sampling import BatchSampler, RowSampling
 
-#: Decides, before a token is sampled, which rows end their segment here: (logits, lengths) -> bool[R].
-BoundaryRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    from stars_plugins.policy.hf import HFPolicy
 
 
 @dataclass
-class RoundOutput:
-    """What one round produced: `tokens[r, :lengths[r]]` is row r's new segment."""
+class _Restore:
+    """What `rollback` needs: where the round started and the logits at that point."""
 
     start_column: int
-    tokens: torch.Tensor  # [R, steps] on CPU
-    lengths: torch.Tensor  # [R] on CPU
-    hit_eos: torch.Tensor  # [R] bool on CPU; the EOS token is the segment's last token
-    start_logits: torch.Tensor  # [R, V] next-token logits at the segment start (for rollback)
-
-    def segment(self, row: int) -> list[int]:
-        return self.tokens[row, : int(self.lengths[row])].tolist()
+    start_logits: torch.Tensor  # [R, V]
 
 
 class LockstepBatch:
-    def __init__(self, policy: HFPolicy, prompts: Sequence[Sequence[int]], copies: Sequence[int]):
-        """Prefill `prompts` once, then give prompt i `copies[i]` identical rows."""
+    def __init__(self, policy: HFPolicy, prompts: Sequence[Sequence[int]], copies: Sequence[int],
+                 sampling: Sequence[RowSampling]):
+        """Prefill `prompts` once, then give prompt i `copies[i]` identical rows; row r samples
+        with `sampling[r]`."""
+        if len(sampling) != sum(copies):
+            raise ValueError(f"{len(sampling)} sampling settings for {sum(copies)} rows; pass one per row")
         self.policy = policy
         self.model = policy.model
         self.device = policy.device
@@ -52,6 +54,7 @@ class LockstepBatch:
         self.cache: Any = None
         self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
         self.logits = torch.zeros((0, 0), device=self.device)
+        self.sampler = BatchSampler(sampling, self.device)
         if prompts:
             self._prefill(prompts, copies)
 
@@ -63,12 +66,6 @@ class LockstepBatch:
     @property
     def length(self) -> int:
         return int(self.mask.shape[1])
-
-    @property
-    def hole_fraction(self) -> float:
-        if self.mask.numel() == 0:
-            return 0.0
-        return 1.0 - float(self.mask.sum(1).max()) / self.length
 
     # ------------------------------------------------------------------ model calls
     @torch.no_grad()
@@ -93,7 +90,7 @@ class LockstepBatch:
             torch.arange(len(prompts), device=self.device), torch.tensor(list(copies), device=self.device)
         )
         if len(expand) != len(prompts) or bool((expand != torch.arange(len(prompts), device=self.device)).any()):
-            self.select_rows(expand)
+            self._select_cache_rows(expand)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, live: torch.Tensor) -> None:
@@ -114,15 +111,13 @@ class LockstepBatch:
     def run_round(
         self,
         budgets: Sequence[int],
-        sampler: Callable[[torch.Tensor], torch.Tensor],
         boundary: BoundaryRule | None = None,
         forced: dict[int, Sequence[int]] | None = None,
     ) -> RoundOutput:
         """Every row generates up to `budgets[r]` tokens (ending early at EOS or where `boundary`
         says); rows in `forced` replay the given tokens instead of sampling."""
         rows = self.num_rows
-        start_column = self.length
-        start_logits = self.logits.clone()
+        restore = _Restore(self.length, self.logits.clone())
         budget = torch.tensor(list(budgets), dtype=torch.long, device=self.device)
         forced = forced or {}
         steps = int(budget.max()) if rows else 0
@@ -142,7 +137,7 @@ class LockstepBatch:
             live &= lengths < budget
             if not bool(live.any()):
                 break
-            chosen = torch.where(is_forced, forced_tokens[:, s], sampler(self.logits))
+            chosen = torch.where(is_forced, forced_tokens[:, s], self.sampler(self.logits))
             chosen = torch.where(live, chosen, self.policy.pad_token_id)
             tokens[:, s] = chosen
             self.step(chosen, live)
@@ -151,20 +146,24 @@ class LockstepBatch:
             eos_now = live & ~is_forced & torch.isin(chosen, self.eos)
             hit_eos |= eos_now
             live &= ~eos_now
-        return RoundOutput(start_column, tokens[:, :taken].cpu(), lengths.cpu(), hit_eos.cpu(), start_logits)
+        return RoundOutput(tokens[:, :taken].cpu(), lengths.cpu(), hit_eos.cpu(), restore)
 
     # ------------------------------------------------------------------ row bookkeeping
-    def rollback(self, rows: Sequence[int], round_output: RoundOutput) -> None:
+    def rollback(self, rows: Sequence[int], out: RoundOutput) -> None:
         """Forget the last round's segment in `rows`: mask its columns, restore the start logits."""
         if not rows:
             return
+        restore: _Restore = out.restore
         index = torch.tensor(list(rows), device=self.device)
-        self.mask[index, round_output.start_column :] = 0
-        self.logits[index] = round_output.start_logits[index]
+        self.mask[index, restore.start_column :] = 0
+        self.logits[index] = restore.start_logits[index]
 
-    def select_rows(self, source: torch.Tensor | Sequence[int]) -> None:
+    def select_rows(self, source: Sequence[int]) -> None:
         """Row r becomes a copy of row `source[r]` (copies siblings, drops rows, reorders)."""
-        index = torch.as_tensor(source, dtype=torch.long, device=self.device)
+        self._select_cache_rows(torch.as_tensor(list(source), dtype=torch.long, device=self.device))
+        self.sampler.select(list(source))
+
+    def _select_cache_rows(self, index: torch.Tensor) -> None:
         self.cache.reorder_cache(index)
         self.mask = self.mask.index_select(0, index)
         self.logits = self.logits.index_select(0, index)
@@ -208,6 +207,7 @@ class LockstepBatch:
             raise ValueError("this model's cache layout does not support merging batches")
         if other.num_rows == 0:
             return
+        self.sampler.extend(other.sampler.rows)
         if self.num_rows == 0:
             self.cache, self.mask, self.logits = other.cache, other.mask, other.logits
             return
@@ -234,6 +234,7 @@ class LockstepBatch:
 
     def free(self) -> None:
         self.cache = None
+        self.sampler = BatchSampler([], self.device)
         self.logits = torch.zeros((0, 0), device=self.device)
         self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
 

@@ -21,17 +21,16 @@ import torch
 
 from stars_plugins.acceptance import accepts, calibrated_target, initial_threshold, threshold_at
 from stars_plugins.config import StarsConfig
-from stars_plugins.decoding.batch import BoundaryRule, LockstepBatch
-from stars_plugins.decoding.sampling import BatchSampler, entropy
-from stars_plugins.decoding.state import Candidate, Event, FinishEvent, RequestState, SegmentEvent
+from stars_plugins.decoding.backend import BoundaryRule, PolicyBackend, PolicyBatch
+from stars_plugins.decoding.sampling import entropy
+from stars_plugins.decoding.state import Candidate, Event, FinishEvent, RequestState, SegmentEvent, sampling_rows
 from stars_plugins.errors import RewardError
-from stars_plugins.policy.hf import HFPolicy
 from stars_plugins.rewards.base import RewardModel, score_checked
 
 
 @dataclass
 class DecodeContext:
-    policy: HFPolicy
+    policy: PolicyBackend
     reward: RewardModel
 
 
@@ -95,8 +94,7 @@ class SegmentedGroup:
     def __init__(self, decoder: SegmentedDecoder, ctx: DecodeContext):
         self.decoder = decoder
         self.ctx = ctx
-        self.batch: LockstepBatch | None = None
-        self.sampler: BatchSampler | None = None
+        self.batch: PolicyBatch | None = None
         self.boundary: BoundaryRule | None = None
         self.owners: list[RequestState] = []  # the request of every batch row
         self.active: list[RequestState] = []
@@ -133,16 +131,14 @@ class SegmentedGroup:
         new = [r for r in new if not r.done]
         if not new:
             return events
-        fresh = LockstepBatch(
-            self.ctx.policy, [r.prepared.token_ids + tuple(r.generated) for r in new], [r.rows for r in new]
+        fresh = self.ctx.policy.open_batch(
+            [r.prepared.token_ids + tuple(r.generated) for r in new], [r.rows for r in new], sampling_rows(new)
         )
-        rows = [r.row_sampling() for r in new for _ in range(r.rows)]
-        if self.batch is None or self.sampler is None:
-            self.batch, self.sampler = fresh, BatchSampler(rows, fresh.device)
+        if self.batch is None:
+            self.batch = fresh
             self.boundary = self.decoder.boundary(new[0].config)
         else:
             self.batch.merge(fresh)
-            self.sampler.extend(rows)
         self.owners.extend(r for r in new for _ in range(r.rows))
         self.active.extend(new)
         return events
@@ -166,7 +162,7 @@ class SegmentedGroup:
     def close(self) -> None:
         if self.batch is not None:
             self.batch.free()
-        self.batch = self.sampler = None
+        self.batch = None
 
     # ------------------------------------------------------------------ one round
     def step(self) -> list[Event]:
@@ -192,13 +188,12 @@ class SegmentedGroup:
         keep = [row for row, r in enumerate(self.owners) if not r.done]
         if len(keep) == len(self.owners):
             return
-        if keep and self.batch is not None and self.sampler is not None:
+        if keep and self.batch is not None:
             self.batch.select_rows(keep)
-            self.sampler.select(keep)
         self.owners = [self.owners[row] for row in keep]
 
     def _round(self) -> list[Event]:
-        assert self.batch is not None and self.sampler is not None
+        assert self.batch is not None
         decoder, ctx, batch = self.decoder, self.ctx, self.batch
         active = [r for r in self.active if not r.done]
         budgets, forced = [], {}
@@ -210,7 +205,7 @@ class SegmentedGroup:
                 budgets.append(len(r.replay.token_ids))
             else:
                 budgets.append(min(decoder.segment_budget(r.config), r.remaining))
-        out = batch.run_round(budgets, self.sampler, self.boundary, forced)
+        out = batch.run_round(budgets, self.boundary, forced)
 
         rows_of: dict[int, list[int]] = {}
         for row, r in enumerate(self.owners):
@@ -264,7 +259,6 @@ class SegmentedGroup:
         batch.rollback(rollback, out)
         if source != list(range(batch.num_rows)):
             batch.select_rows(source)
-            self.sampler.select(source)
 
         if not decoder.judged and decoder.score_final:
             _score_final(ctx, [r for r in active if r.done and r.finish_reason != "error"])
@@ -272,7 +266,7 @@ class SegmentedGroup:
 
 
 # ====================================================================== candidates
-def _candidate(policy: HFPolicy, r: RequestState, tokens: list[int], hit_eos: bool) -> Candidate:
+def _candidate(policy: PolicyBackend, r: RequestState, tokens: list[int], hit_eos: bool) -> Candidate:
     ids = tokens[:-1] if hit_eos else tokens
     text = policy.decode(r.generated + ids)
     finish = "eos" if hit_eos else None
@@ -289,7 +283,7 @@ def _candidate(policy: HFPolicy, r: RequestState, tokens: list[int], hit_eos: bo
     return Candidate(ids, text, finish, sampled=len(tokens))
 
 
-def _ids_covering(policy: HFPolicy, prefix: list[int], ids: list[int], chars: int) -> list[int]:
+def _ids_covering(policy: PolicyBackend, prefix: list[int], ids: list[int], chars: int) -> list[int]:
     """The shortest head of `ids` whose text (after `prefix`) reaches `chars` characters."""
     for k in range(len(ids) + 1):
         if len(policy.decode(prefix + ids[:k])) >= chars:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from stars_plugins.config import StarsConfig
 from stars_plugins.decoding.sampling import RowSampling
-from stars_plugins.policy.prompts import PreparedPrompt
 from stars_plugins.results import FinishReason, GenerationResult, GenerationStats, Segment
+
+if TYPE_CHECKING:
+    from stars_plugins.policy.prompts import PreparedPrompt
 
 
 @dataclass
@@ -78,10 +80,6 @@ class RequestState:
     def remaining(self) -> int:
         return self.config.max_new_tokens - len(self.generated)
 
-    def row_sampling(self) -> RowSampling:
-        c = self.config
-        return RowSampling(c.temperature, c.top_k, c.top_p, self.generator)
-
     # ---------------------------------------------------------------- transitions
     def accept(self, candidate: Candidate, *, threshold: float | None, forced: bool) -> Segment:
         self.generated.extend(candidate.token_ids)
@@ -133,6 +131,16 @@ class RequestState:
             segments=list(self.segments),
             error=self.error,
         )
+
+
+def sampling_rows(requests: Sequence[RequestState]) -> list[RowSampling]:
+    """One `RowSampling` per batch row of `requests` (request by request, `rows` each): the only
+    place where a request's settings become its rows' sampling."""
+    rows = []
+    for r in requests:
+        c = r.config
+        rows.extend(RowSampling(c.temperature, c.top_k, c.top_p, r.generator) for _ in range(r.rows))
+    return rows
 
 
 def stable_end(text: str, stops: tuple[str, ...]) -> int:

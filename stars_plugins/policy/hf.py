@@ -1,4 +1,4 @@
-"""`HFPolicy`: a transformers causal LM and its tokenizer, as the decoding loop needs them."""
+"""`HFPolicy`: a transformers causal LM and its tokenizer, the in-process `PolicyBackend`."""
 
 from __future__ import annotations
 
@@ -8,21 +8,18 @@ from typing import Any
 
 import torch
 
-from stars_plugins.config import StarsConfig
-from stars_plugins.errors import PromptError, PromptTooLongError
-from stars_plugins.policy.prompts import (
-    PreparedPrompt,
-    PromptInput,
-    normalize_messages,
-    plain_transcript,
-    reward_prompt_text,
-)
+from stars_plugins.decoding.batch import LockstepBatch
+from stars_plugins.decoding.sampling import RowSampling
+from stars_plugins.policy.prompts import PreparedPrompt, PromptInput, PromptOptions, PromptRenderer
 
 _DEFAULT_CONTEXT = 2048
 
 
 class HFPolicy:
-    """Owns one loaded model. Shared by every runtime, adapter and config that names it."""
+    """Owns one loaded model. Shared by every runtime, adapter and config that names it.
+    Implements `PolicyBackend`: its batches are `LockstepBatch`es over one KV cache."""
+
+    supports_boundary = True  # logits are at hand before every token: CARDS boundaries work
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str, key: tuple[Any, ...] | None = None):
         self.model = model.eval()
@@ -32,6 +29,7 @@ class HFPolicy:
         self.eos_token_ids = self._eos_ids()
         self.pad_token_id = self._pad_id()
         self.context_window = self._context_window()
+        self.renderer = PromptRenderer(tokenizer, name, self.context_window)
         params = inspect.signature(model.forward).parameters
         self.supports_logits_to_keep = "logits_to_keep" in params
         self.supports_position_ids = "position_ids" in params
@@ -44,12 +42,8 @@ class HFPolicy:
         return self.model.device
 
     @property
-    def vocab_size(self) -> int:
-        return int(self.model.get_output_embeddings().weight.shape[0])
-
-    @property
     def has_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
+        return self.renderer.has_chat_template
 
     def _eos_ids(self) -> tuple[int, ...]:
         ids: set[int] = set()
@@ -83,51 +77,20 @@ class HFPolicy:
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
 
-    def render(self, prompt: PromptInput, config: StarsConfig, index: int = 0) -> tuple[list[int], str]:
+    def render(self, prompt: PromptInput, options: PromptOptions, index: int = 0) -> tuple[list[int], str]:
         """Token ids for the policy and the prompt text for the reward model."""
-        if isinstance(prompt, str):
-            if not prompt.strip():
-                raise PromptError(f"prompt {index} is empty; pass some text to respond to")
-            messages = [{"role": "user", "content": prompt}]
-            reward_prompt = prompt
-        else:
-            messages = normalize_messages(prompt, index)
-            reward_prompt = reward_prompt_text(messages)
-        if config.system_prompt and not any(m["role"] == "system" for m in messages):
-            messages = [{"role": "system", "content": config.system_prompt}, *messages]
+        return self.renderer.render(prompt, options, index)
 
-        if config.apply_chat_template and self.has_chat_template:
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        elif isinstance(prompt, str):
-            text = f"{config.system_prompt}\n\n{prompt}" if config.system_prompt else prompt
-            ids = self.tokenizer(text)["input_ids"]
-        else:
-            ids = self.tokenizer(plain_transcript(messages))["input_ids"]
-        return list(ids), reward_prompt
-
-    def prepare(self, prompts: Sequence[PromptInput], config: StarsConfig) -> list[PreparedPrompt]:
+    def prepare(self, prompts: Sequence[PromptInput], options: PromptOptions) -> list[PreparedPrompt]:
         """Render every prompt and check it fits the context window with its token budget."""
-        prepared = []
-        budget = self.context_window - config.max_new_tokens
-        for index, prompt in enumerate(prompts):
-            ids, reward_prompt = self.render(prompt, config, index)
-            truncated = False
-            if len(ids) > budget:
-                if not config.truncate_prompt or budget < 1:
-                    raise PromptTooLongError(
-                        f"prompt {index} has {len(ids)} tokens; with max_new_tokens={config.max_new_tokens} "
-                        f"it needs {len(ids) + config.max_new_tokens}, but the context window of "
-                        f"{self.name} is {self.context_window} tokens. Shorten the prompt, lower "
-                        "max_new_tokens, or set truncate_prompt=True to keep the prompt's last tokens.",
-                        index=index,
-                        prompt_tokens=len(ids),
-                        max_new_tokens=config.max_new_tokens,
-                        limit=self.context_window,
-                    )
-                ids, truncated = ids[-budget:], True
-            prepared.append(PreparedPrompt(index, prompt, tuple(ids), reward_prompt, truncated))
-        return prepared
+        return self.renderer.prepare(prompts, options)
+
+    # ---------------------------------------------------------------- batches
+    def open_batch(
+        self, prompts: Sequence[Sequence[int]], copies: Sequence[int], sampling: Sequence[RowSampling]
+    ) -> LockstepBatch:
+        """Prefill `prompts` (prompt i on `copies[i]` rows) in one lockstep KV-cache batch."""
+        return LockstepBatch(self, prompts, copies, sampling)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -1,4 +1,8 @@
-"""Prompt inputs: plain strings or chat messages, validated and turned into token ids."""
+"""Prompt inputs: plain strings or chat messages, validated and turned into token ids.
+
+`PromptRenderer` is the one place where prompts become token ids and the context window is checked;
+every policy backend reuses it with its own tokenizer.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stars_plugins.errors import PromptError
+from stars_plugins.errors import PromptError, PromptTooLongError
 
 #: A prompt is a string or a list of chat messages ({"role": ..., "content": ...}).
 PromptInput = str | Sequence[Mapping[str, Any]]
@@ -21,6 +25,92 @@ class PreparedPrompt:
     token_ids: tuple[int, ...]
     reward_prompt: str
     truncated: bool = False
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """The settings that shape a prompt (a slice of `StarsConfig`)."""
+
+    apply_chat_template: bool = True
+    system_prompt: str | None = None
+    truncate_prompt: bool = False
+    max_new_tokens: int = 128
+
+    @classmethod
+    def of(cls, config: Any) -> PromptOptions:
+        """The prompt options of a `StarsConfig` (or of anything with the same attributes)."""
+        if isinstance(config, PromptOptions):
+            return config
+        return cls(
+            apply_chat_template=config.apply_chat_template,
+            system_prompt=config.system_prompt,
+            truncate_prompt=config.truncate_prompt,
+            max_new_tokens=config.max_new_tokens,
+        )
+
+
+class PromptRenderer:
+    """Renders prompts with a tokenizer (chat template or plain text) and checks that each one fits
+    the context window together with its token budget."""
+
+    def __init__(self, tokenizer: Any, name: str, context_window: int):
+        self.tokenizer = tokenizer
+        self.name = name
+        self.context_window = context_window
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render(self, prompt: PromptInput, options: PromptOptions, index: int = 0) -> tuple[list[int], str]:
+        """Token ids for the policy and the prompt text for the reward model."""
+        options = PromptOptions.of(options)
+        if isinstance(prompt, str):
+            if not prompt.strip():
+                raise PromptError(f"prompt {index} is empty; pass some text to respond to")
+            messages = [{"role": "user", "content": prompt}]
+            reward_prompt = prompt
+        else:
+            messages = normalize_messages(prompt, index)
+            reward_prompt = reward_prompt_text(messages)
+        system = options.system_prompt
+        if system and not any(m["role"] == "system" for m in messages):
+            messages = [{"role": "system", "content": system}, *messages]
+
+        if options.apply_chat_template and self.has_chat_template:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        elif isinstance(prompt, str):
+            text = f"{system}\n\n{prompt}" if system else prompt
+            ids = self.tokenizer(text)["input_ids"]
+        else:
+            ids = self.tokenizer(plain_transcript(messages))["input_ids"]
+        return list(ids), reward_prompt
+
+    def prepare(self, prompts: Sequence[PromptInput], options: PromptOptions) -> list[PreparedPrompt]:
+        """Render every prompt and check it fits the context window with its token budget."""
+        options = PromptOptions.of(options)
+        prepared = []
+        new_tokens = options.max_new_tokens
+        budget = self.context_window - new_tokens
+        for index, prompt in enumerate(prompts):
+            ids, reward_prompt = self.render(prompt, options, index)
+            truncated = False
+            if len(ids) > budget:
+                if not options.truncate_prompt or budget < 1:
+                    raise PromptTooLongError(
+                        f"prompt {index} has {len(ids)} tokens; with max_new_tokens={new_tokens} "
+                        f"it needs {len(ids) + new_tokens}, but the context window of "
+                        f"{self.name} is {self.context_window} tokens. Shorten the prompt, lower "
+                        "max_new_tokens, or set truncate_prompt=True to keep the prompt's last tokens.",
+                        index=index,
+                        prompt_tokens=len(ids),
+                        max_new_tokens=new_tokens,
+                        limit=self.context_window,
+                    )
+                ids, truncated = ids[-budget:], True
+            prepared.append(PreparedPrompt(index, prompt, tuple(ids), reward_prompt, truncated))
+        return prepared
 
 
 def normalize_messages(prompt: Any, index: int) -> list[dict[str, str]]:
