@@ -233,10 +233,6 @@ class Call:
     context_window: int | None = None
 
     @property
-    def model_name(self) -> str:
-        return self.runtime.model_name
-
-    @property
     def reward_name(self) -> str:
         return self.reward.name
 
@@ -262,7 +258,8 @@ class Call:
         """A JSON-ready account of one result of this call: what generated and judged it, the
         STARS facts, every accepted segment, the config it ran with and the token usage."""
         return {
-            "model": self.model_name, "reward_model": self.reward_name, "text": result.text, **result_facts(result),
+            "model": self.runtime.model_name, "reward_model": self.reward_name, "text": result.text,
+            **result_facts(result),
             "segments": [segment_facts(s) for s in result.segments], "config": self.config.model_dump(mode="json"),
             "usage": token_usage([result]),
         }

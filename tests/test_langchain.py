@@ -393,14 +393,7 @@ async def test_abatch_is_one_lockstep_batch(llm: StarsLLM, monkeypatch: pytest.M
 async def test_abandoned_astream_is_cancelled_and_runtime_stays_ready(
     monkeypatch: pytest.MonkeyPatch, runtime: StarsRuntime
 ) -> None:
-    jobs: list[GenerationJob] = []
-    real_start = StarsRuntime.start
-
-    def start(self: StarsRuntime, *args: Any, **kwargs: Any) -> GenerationJob:
-        jobs.append(real_start(self, *args, **kwargs))
-        return jobs[-1]
-
-    monkeypatch.setattr(StarsRuntime, "start", start)
+    jobs = record_jobs(monkeypatch)
     llm = StarsLLM(max_tokens=48, horizon=4, max_rejections=0, seed=1)
     agen = llm.astream(PROMPT)
     assert await agen.__anext__()

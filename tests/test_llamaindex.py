@@ -296,14 +296,14 @@ async def finish_reason(job) -> str | None:
 async def test_leaving_a_loop_over_a_held_stream_cancels_it(llm, monkeypatch):
     jobs = record_jobs(monkeypatch)
     budget = {"max_new_tokens": 48, "max_rejections": 0}
-    held = [llm.stream_complete(PROMPT, **budget), llm.stream_chat(MESSAGES, **budget)]
-    for stream in held:
+    for open_stream in (lambda: llm.stream_complete(PROMPT, **budget), lambda: llm.stream_chat(MESSAGES, **budget)):
+        stream = open_stream()  # held until the next iteration
         for _chunk in stream:
             break
         assert await finish_reason(jobs[-1]) == "cancelled"
-    held = [await llm.astream_complete(PROMPT, **budget), await llm.astream_chat(MESSAGES, **budget)]
-    for stream in held:
-        async for _chunk in stream:
+    for aopen_stream in (llm.astream_complete, llm.astream_chat):
+        astream = await aopen_stream(PROMPT if aopen_stream == llm.astream_complete else MESSAGES, **budget)
+        async for _chunk in astream:
             break
         assert await finish_reason(jobs[-1]) == "cancelled"
     assert len(jobs) == 4 and all(job.requests[0].stats.accepted_tokens < 48 for job in jobs)

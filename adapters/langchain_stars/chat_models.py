@@ -97,4 +97,4 @@ def _usage(result: GenerationResult) -> UsageMetadata:
 
 
 def _names(call: calls.Call) -> dict[str, Any]:
-    return {"model_name": call.model_name, "reward_model": call.reward_name}
+    return {"model_name": call.runtime.model_name, "reward_model": call.reward_name}

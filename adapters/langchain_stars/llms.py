@@ -65,7 +65,7 @@ class StarsLLM(StarsSettings, BaseLLM):
 
     def _output(self, results: list[GenerationResult], call: calls.Call) -> LLMResult:
         generations = [[Generation(text=r.text, generation_info=calls.result_facts(r))] for r in results]
-        output = {"model_name": call.model_name, "reward_model": call.reward_name}
+        output = {"model_name": call.runtime.model_name, "reward_model": call.reward_name}
         return LLMResult(generations=generations, llm_output={**output, "token_usage": calls.token_usage(results)})
 
     def _chunk(self, delta: calls.Delta, call: calls.Call) -> GenerationChunk:
