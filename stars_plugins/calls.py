@@ -4,7 +4,7 @@
   `StarsConfig.model_fields`, so a new setting reaches every framework), validated by `StarsConfig`.
 - `resolve_config`: settings + per-call keyword overrides -> one validated `StarsConfig`.
 - `check_reward`, `reward_label`, `resolve_reward`, `RuntimeSlot`: a reward reference checked
-  early, named without loading, resolved once on the policy's device.
+  early, named without loading, resolved once (on the runtime's reward device).
 - `Call`: one resolved call (runtime, config, reward, context window) that generates and streams;
   `stream_deltas` / `astream_deltas` turn accepted segments into text deltas, with one
   close/cancel behaviour (leaving early stops the request at its next round).
@@ -188,27 +188,28 @@ class RuntimeSlot:
     change. Policies and rewards come from process-wide caches, so all adapters share them."""
 
     def __init__(self) -> None:
-        self._key: Any = None
-        self._runtime: StarsRuntime | None = None
+        self._entry: tuple[Any, StarsRuntime] | None = None  # (key, runtime), replaced as a whole
 
     def get(self, policy: str | None, reward: Any, *, dtype: str, device: str | None,
             base: StarsRuntime | None = None) -> StarsRuntime:
         key = (policy, dtype, device, id(base), reward_key(reward))
+        entry = self._entry
+        if entry is not None and entry[0] == key:  # loaded: no lock (another adapter may be loading)
+            return entry[1]
         with _load_lock:
-            if self._runtime is None or self._key != key:
-                if base is None:
-                    self._runtime = StarsRuntime.from_pretrained(policy, reward, dtype=dtype, device=device)
-                elif reward is None:
-                    self._runtime = base
-                else:
-                    self._runtime = StarsRuntime(base.policy, resolve_reward(base, reward), base.config)
-                self._key = key
-            return self._runtime
+            if base is None:
+                runtime = StarsRuntime.from_pretrained(policy, reward, dtype=dtype, device=device)
+            elif reward is None:
+                runtime = base
+            else:
+                runtime = StarsRuntime(base.policy, resolve_reward(base, reward), base.config)
+            self._entry = (key, runtime)
+            return runtime
 
     @property
     def loaded(self) -> StarsRuntime | None:
         """The runtime if one was loaded (never loads)."""
-        return self._runtime
+        return None if self._entry is None else self._entry[1]
 
 
 # ---------------------------------------------------------------------- one call
