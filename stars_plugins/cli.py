@@ -124,6 +124,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.serve:  # load-tests a `stars serve` child process; loads no model here
+        from stars_plugins.server.loadtest import bench_serve_command
+
+        return bench_serve_command(args)
     from stars_plugins.bench import builtin_prompts, load_prompt_file, run_bench
 
     prompts = load_prompt_file(args.prompts) if args.prompts else builtin_prompts()
@@ -270,6 +274,22 @@ def _bench_parser(p: argparse.ArgumentParser) -> None:
                    help="callers issuing requests at once (half with --horizon, half with half of it) "
                         "against the same requests one after another")
     p.add_argument("--callers", type=int, default=16, help="with --concurrent: how many callers")
+    from stars_plugins.server.loadtest import add_bench_serve_arguments
+
+    add_bench_serve_arguments(p)
+
+
+# ---------------------------------------------------------------------------- serve
+def _serve_parser(p: argparse.ArgumentParser) -> None:
+    from stars_plugins.server.command import add_serve_arguments
+
+    add_serve_arguments(p)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from stars_plugins.server.command import serve_command
+
+    return serve_command(args)
 
 
 COMMANDS: list[Command] = [
@@ -280,6 +300,8 @@ COMMANDS: list[Command] = [
      cmd_train_reward),
     ("eval", "refusal, over-refusal, reward and speed of every strategy on a harmful/benign prompt set",
      _eval_parser, cmd_eval),
+    ("serve", "an OpenAI-compatible HTTP server (chat/completions, completions, models) over STARS", _serve_parser,
+     cmd_serve),
 ]
 
 
