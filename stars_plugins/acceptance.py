@@ -49,12 +49,20 @@ def accepts(
     return uniform < acceptance_probability(reward, threshold, beta)
 
 
-def calibrated_target(first_round_rewards: Sequence[float], quantile: float) -> float | None:
-    """A target reward taken as a quantile of first-round rewards (finite ones only)."""
-    finite = sorted(r for r in first_round_rewards if math.isfinite(r))
-    if not finite:
-        return None
-    position = quantile * (len(finite) - 1)
+def quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile of `values` (any order, not empty), interpolated linearly between the two
+    nearest ranks (numpy's default "linear" method)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("the quantile of no values is undefined")
+    position = q * (len(ordered) - 1)
     low = math.floor(position)
-    high = min(low + 1, len(finite) - 1)
-    return finite[low] + (finite[high] - finite[low]) * (position - low)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def calibrated_target(first_round_rewards: Sequence[float], q: float) -> float | None:
+    """A target reward taken as the q-quantile of one request's first-round rewards (finite ones
+    only); None when none is finite."""
+    finite = [r for r in first_round_rewards if math.isfinite(r)]
+    return quantile(finite, q) if finite else None

@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from stars_plugins.acceptance import quantile
 from stars_plugins.config import StarsConfig
 from stars_plugins.jsonl import read_jsonl
 from stars_plugins.results import GenerationResult
@@ -176,14 +177,6 @@ def run_bench(
 
 
 # ---------------------------------------------------------------------------- concurrent callers
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def _mode_summary(results: Sequence[GenerationResult], latencies: Sequence[float], wall: float) -> dict[str, Any]:
     tokens = sum(r.stats.accepted_tokens for r in results)
     return {
@@ -191,8 +184,8 @@ def _mode_summary(results: Sequence[GenerationResult], latencies: Sequence[float
         "accepted_tokens": tokens,
         "wall_seconds": round(wall, 3),
         "tokens_per_second": round(tokens / wall, 2) if wall else 0.0,
-        "latency_p50": round(_percentile(latencies, 0.5), 3),
-        "latency_p95": round(_percentile(latencies, 0.95), 3),
+        "latency_p50": round(quantile(latencies, 0.5), 3),
+        "latency_p95": round(quantile(latencies, 0.95), 3),
         # concurrent wall time is bounded below by the request needing the most rounds
         "rounds_max": max((r.stats.rounds for r in results), default=0),
         "rounds_total": sum(r.stats.rounds for r in results),

@@ -8,13 +8,21 @@ never in the loaded model.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stars_plugins.errors import ConfigError
 
-STRATEGY_NAMES = ("stars", "vanilla", "best_of_n", "cards")
+#: Installed by the strategy registry (`stars_plugins.decoding`) when it is imported: returns what is
+#: wrong with a strategy name, or None. Config validation asks it without importing the registry.
+_strategy_problem: Callable[[str], str | None] | None = None
+
+
+def set_strategy_check(check: Callable[[str], str | None]) -> None:
+    global _strategy_problem
+    _strategy_problem = check
 
 
 class StarsConfig(BaseModel):
@@ -26,7 +34,10 @@ class StarsConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
-    strategy: str = Field("stars", description="Decoding strategy: stars, vanilla, best_of_n or cards.")
+    strategy: str = Field(
+        "stars",
+        description="Decoding strategy: stars, vanilla, best_of_n, cards or one added with register_strategy.",
+    )
 
     # --- STARS segmentation -------------------------------------------------------------------
     horizon: int = Field(16, ge=1, le=1024, description="K: tokens per segment (the lockstep heartbeat).")
@@ -80,12 +91,10 @@ class StarsConfig(BaseModel):
 
     @field_validator("strategy")
     @classmethod
-    def _known_strategy(cls, value: str) -> str:
-        from stars_plugins.decoding import available_strategies
-
-        names = available_strategies()
-        if value not in names:
-            raise ValueError(f"unknown strategy {value!r}; available: {', '.join(names)}")
+    def _registered_strategy(cls, value: str) -> str:
+        problem = _strategy_problem(value) if _strategy_problem is not None else None
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("stop", mode="before")
@@ -125,10 +134,6 @@ class StarsConfig(BaseModel):
         if not changes:
             return self
         return StarsConfig(**{**self.model_dump(), **changes})
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(cls.model_fields)
 
 
 def _bounds(field: str) -> str:

@@ -38,13 +38,10 @@ class UnknownRewardError(StarsError, ValueError):
     """A reward name is neither a built-in reward nor a model folder."""
 
 
-class UnknownStrategyError(StarsError, ValueError):
-    """A decoding strategy name is not registered."""
+class UnknownStrategyError(ConfigError):
+    """A decoding strategy name is not registered (a `ConfigError`: it is a config value)."""
 
 
 class RewardError(StarsError, RuntimeError):
     """The reward model failed or returned unusable scores for a request."""
 
-
-class RequestCancelled(StarsError):
-    """A request was cancelled before it finished (its consumer went away)."""

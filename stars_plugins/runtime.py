@@ -11,7 +11,14 @@ from typing import Any
 import torch
 
 from stars_plugins.config import StarsConfig
-from stars_plugins.decoding import DecodeContext, FinishEvent, RequestState, SegmentEvent, get_strategy
+from stars_plugins.decoding import (
+    DecodeContext,
+    FinishEvent,
+    RequestState,
+    SegmentEvent,
+    check_strategy,
+    get_strategy,
+)
 from stars_plugins.decoding.backend import PolicyBackend
 from stars_plugins.decoding.state import Event
 from stars_plugins.errors import PromptError, PromptTooLongError, StarsError
@@ -73,11 +80,14 @@ class StarsRuntime:
 
     def resolve_config(self, config: StarsConfig | None = None, *, strategy: str | None = None,
                        **overrides: Any) -> StarsConfig:
-        """The config a call runs with: `config` (or the runtime's default) plus overrides."""
+        """The config a call runs with: `config` (or the runtime's default) plus overrides; an
+        unregistered strategy name raises `UnknownStrategyError` (a `ConfigError`)."""
         base = config or self.config
         if strategy is not None:
             overrides["strategy"] = strategy
-        return base.updated(**overrides)
+        resolved = base.updated(**overrides)
+        check_strategy(resolved.strategy)
+        return resolved
 
     # ------------------------------------------------------------------ generation
     def generate(
@@ -199,7 +209,7 @@ class StarsRuntime:
 
     def score(self, prompts: Sequence[str], responses: Sequence[str], reward: RewardSpec = None) -> list[float]:
         """Score (prompt, response) pairs with the runtime's (or the given) reward model."""
-        model = self.reward if reward is None else load_reward(reward)
+        model = self.reward if reward is None else load_reward(reward, device=self.reward_device)
         return score_checked(model, prompts, responses)
 
     def __repr__(self) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from stars_plugins.decoding.backend import PolicyBackend
-from stars_plugins.decoding.segmented import DecodeContext
+from stars_plugins.decoding.scoring import DecodeContext
 from stars_plugins.decoding.state import Event, FinishEvent, RequestState
 from stars_plugins.rewards.base import reward_identity
 

@@ -11,6 +11,15 @@ import pytest
 
 from stars_plugins import StarsRuntime
 
+#: Fixtures that load the embedded policy: a test using one is marked `slow` automatically.
+POLICY_FIXTURES = {"runtime", "policy", "tiny_model_dirs"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if POLICY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def runtime() -> StarsRuntime:

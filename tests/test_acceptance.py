@@ -12,6 +12,7 @@ from stars_plugins.acceptance import (
     accepts,
     calibrated_target,
     initial_threshold,
+    quantile,
     threshold_at,
 )
 
@@ -69,3 +70,12 @@ def test_calibrated_target_is_a_quantile_of_finite_rewards():
     assert calibrated_target([0.0, 1.0, float("nan"), 2.0], 1.0) == pytest.approx(2.0)
     assert calibrated_target([0.0, 10.0], 0.75) == pytest.approx(7.5)
     assert calibrated_target([float("nan")], 0.5) is None
+
+
+def test_quantile_interpolates_between_ranks_in_any_input_order():
+    assert quantile([4.0, 0.0, 2.0, 1.0, 3.0], 0.5) == pytest.approx(2.0)
+    assert quantile([10.0, 0.0], 0.75) == pytest.approx(7.5)
+    assert quantile([5.0], 0.3) == 5.0
+    assert quantile([3.0, 1.0, 2.0], 0.0) == 1.0 and quantile([3.0, 1.0, 2.0], 1.0) == 3.0
+    with pytest.raises(ValueError):
+        quantile([], 0.5)

@@ -60,3 +60,25 @@ def test_stop_accepts_a_string_or_a_list_and_rejects_empty_strings():
     assert StarsConfig(stop=None).stop == ()
     with pytest.raises(ConfigError, match="non-empty"):
         StarsConfig(stop=[""])
+
+
+def test_an_unknown_strategy_is_refused_by_the_registry_and_the_config_with_the_same_text():
+    from stars_plugins.decoding import check_strategy, get_strategy
+
+    expected = ("invalid StarsConfig: strategy='beam': unknown strategy 'beam'; "
+                "available: stars, vanilla, best_of_n, cards")
+    for call in (lambda: check_strategy("beam"), lambda: get_strategy("beam"), lambda: StarsConfig(strategy="beam")):
+        with pytest.raises(ConfigError) as info:
+            call()
+        assert str(info.value) == expected
+    assert check_strategy("cards") == "cards"
+
+
+def test_a_registered_strategy_is_a_valid_config_value():
+    from stars_plugins.decoding import _registry, get_strategy, register_strategy
+
+    register_strategy("mine", lambda: get_strategy("vanilla"))
+    try:
+        assert StarsConfig(strategy="mine").strategy == "mine"
+    finally:
+        del _registry["mine"]

@@ -6,7 +6,6 @@ import asyncio
 import math
 import shutil
 import socket
-import time
 
 import pytest
 
@@ -65,9 +64,9 @@ def test_same_seed_same_output_and_batch_position_does_not_matter(runtime):
     config = StarsConfig(**SMALL)
     alone = runtime.generate(["Name a fruit."], config)[0]
     again = runtime.generate(["Name a fruit."], config)[0]
-    assert alone.text == again.text
+    assert (again.text, again.token_ids, again.reward) == (alone.text, alone.token_ids, alone.reward)
     in_batch = runtime.generate(["What is a prime number?", "Name a fruit."], config)[1]
-    assert in_batch.token_ids[:4] == alone.token_ids[:4]
+    assert (in_batch.text, in_batch.token_ids, in_batch.reward) == (alone.text, alone.token_ids, alone.reward)
 
 
 def test_best_of_n_returns_the_highest_scoring_sample(runtime):
@@ -170,14 +169,19 @@ def test_one_policy_is_shared_by_every_runtime(runtime):
 
 
 def test_nan_rewards_are_never_accepted_and_are_counted(runtime):
-    def flaky(prompts, responses):
-        return [float("nan") if len(r) % 3 == 0 else 1.0 for r in responses]
+    calls = []
 
-    results = runtime.generate(PROMPTS, StarsConfig(target_reward=0.5, **SMALL), reward=flaky)
+    def nan_in_the_first_round(prompts, responses):
+        calls.append(len(responses))
+        first_round = len(calls) == 2  # call 1 scores the empty responses
+        return [float("nan") if first_round else 1.0 for _ in responses]
+
+    results = runtime.generate(PROMPTS, StarsConfig(target_reward=0.5, **SMALL), reward=nan_in_the_first_round)
     for result in results:
-        assert all(s.reward is not None and math.isfinite(s.reward) for s in result.segments)
-    assert sum(r.stats.invalid_rewards for r in results) >= 1 or all(
-        len(r.text) % 3 for r in results)
+        assert result.finish_reason in ("eos", "length") and result.text
+        assert all(s.reward == 1.0 for s in result.segments)  # never a NaN segment
+        assert result.stats.invalid_rewards == 1 and result.stats.rejections == 1
+        assert result.segments[0].rejections == 1
 
 
 def test_a_reward_that_only_returns_nan_fails_clearly(runtime):
@@ -223,20 +227,23 @@ def test_chat_messages_use_the_chat_template(runtime):
 
 async def test_agenerate_does_not_block_the_event_loop(runtime):
     ticks = 0
+    seen_by_reward = []
 
     async def ticker():
         nonlocal ticks
         while True:
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.001)
             ticks += 1
 
+    def reward(prompts, responses):  # runs on the engine thread, between rounds
+        seen_by_reward.append(ticks)
+        return [1.0] * len(responses)
+
     task = asyncio.create_task(ticker())
-    start = time.perf_counter()
-    [result] = await runtime.agenerate(["Name a fruit."], StarsConfig(**SMALL))
-    elapsed = time.perf_counter() - start
+    [result] = await runtime.agenerate(["Name a fruit."], StarsConfig(target_reward=0.0, **SMALL), reward=reward)
     task.cancel()
-    assert result.text
-    assert ticks >= max(5, int(elapsed / 0.005 * 0.2))
+    assert result.text and len(seen_by_reward) >= 3
+    assert seen_by_reward[-1] > seen_by_reward[0]  # the event loop kept running while the batch did
 
 
 async def test_astream_yields_segments_and_result(runtime):
@@ -264,3 +271,31 @@ def test_stable_end_holds_back_possible_stop_prefixes_and_broken_characters():
     assert stable_end("Hello wor", ()) == len("Hello wor")
     assert stable_end("Hello w", ("xyz",)) == len("Hello w")
     assert stable_end("caf\ufffd", ()) == 3
+
+
+@pytest.mark.parametrize("strategy", ["stars", "vanilla"])
+def test_text_never_ends_in_a_broken_character_when_the_budget_cuts_one(runtime, strategy):
+    config = StarsConfig(strategy=strategy, temperature=0.0, horizon=4, max_new_tokens=16, target_reward=-100.0)
+    stream = runtime.stream("🎉🎉🎉🎉🎉🎉", config)
+    segments = list(stream)
+    result = stream.result
+    raw = runtime.policy.decode(result.token_ids)
+    assert raw.endswith("\ufffd")  # the 16th token is half an emoji: the case under test
+    assert result.text == raw.rstrip("\ufffd") and result.text and not result.text.endswith("\ufffd")
+    assert "".join(s.text for s in segments) == result.text
+    assert not any("\ufffd" in s.text for s in segments)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [lambda p, r: 1 / 0, lambda p, r: [float("nan")] * len(r), lambda p, r: [None] * len(r)],
+    ids=["raises", "nan", "none"],
+)
+def test_vanilla_reports_a_failing_final_reward_as_an_error(runtime, broken):
+    def reward(prompts, responses):
+        return [0.0] * len(responses) if not any(responses) else broken(prompts, responses)
+
+    [result] = runtime.generate(["Name a fruit."], StarsConfig(strategy="vanilla", **SMALL), reward=reward,
+                                raise_errors=False)
+    assert result.finish_reason == "error" and isinstance(result.error, RewardError)
+    assert result.reward is None

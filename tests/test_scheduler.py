@@ -198,3 +198,37 @@ def test_max_batch_rows_bounds_a_group_and_waiting_requests_join_as_rows_free(ti
         tiny.scheduler.configure(max_batch_rows=64)
     assert max(reward.sizes) <= 2
     assert [r.token_ids for r in results] == [e.token_ids for e in expected]
+
+
+class TextReward:
+    """A deterministic reward of the text (no default target: STARS calibrates per request)."""
+
+    def __init__(self):
+        self.prompts: list[set[str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, prompts, responses):
+        with self.lock:
+            self.prompts.append(set(prompts))
+        time.sleep(0.01)  # keeps rounds long enough for concurrent callers to meet
+        return [(sum(map(ord, r)) % 101) / 100 for r in responses]
+
+
+def test_a_requests_result_does_not_depend_on_who_shares_its_batch(tiny):
+    """Calibration, sampling and acceptance are per request: the same result alone and merged with
+    requests of other seeds, quantiles and candidate counts."""
+    reward = TextReward()
+    base = StarsConfig(horizon=4, max_new_tokens=16, max_rejections=3)
+    calls = [
+        (PROMPTS[0], base.updated(seed=1, calibration_quantile=0.3, num_candidates=2)),
+        (PROMPTS[1], base.updated(seed=5, calibration_quantile=0.9, num_candidates=3, alpha=0.9)),
+        (PROMPTS[2], base.updated(seed=9, calibration_quantile=0.6, acceptance="hard")),
+    ]
+    expected = [alone(tiny, p, c, reward) for p, c in calls]
+    reward.prompts.clear()
+    merged = run_threads(lambda p, c: alone(tiny, p, c, reward), calls)
+    assert any(len(p) == len(calls) for p in reward.prompts)  # they did share one batch
+    for got, want in zip(merged, expected, strict=True):
+        assert (got.text, got.token_ids, got.reward) == (want.text, want.token_ids, want.reward)
+        assert got.stats.rejections == want.stats.rejections
+    assert sum(r.stats.rejections for r in expected) > 0  # the thresholds mattered

@@ -3,18 +3,23 @@
 A strategy turns prepared prompts into `RequestState`s (`requests`) and opens *groups*: lockstep
 batches that admit requests between rounds and advance one round per `step()`, returning
 `SegmentEvent`s as segments are accepted and a `FinishEvent` per finished request. Requests whose
-`group_key` (and reward model) match can share a group. `run(ctx, requests)` drives one group to
-completion without the scheduler.
+`group_key` (and reward model) match can share a group.
+
+Most strategies are a segment rule (`rules.py`) plus a judge (`judges.py`) run by the round loop
+in `segmented.py`; register a new one with `register_strategy(name, factory)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from stars_plugins.config import StarsConfig
+from stars_plugins.config import StarsConfig, set_strategy_check
 from stars_plugins.decoding.best_of_n import BestOfN
-from stars_plugins.decoding.segmented import DecodeContext, SegmentedDecoder, entropy_boundary, fixed_horizon
+from stars_plugins.decoding.judges import FinalScoreJudge, ThresholdJudge
+from stars_plugins.decoding.rules import EntropyBoundary, FixedHorizon
+from stars_plugins.decoding.scoring import DecodeContext
+from stars_plugins.decoding.segmented import SegmentedDecoder
 from stars_plugins.decoding.state import Event, FinishEvent, RequestState, SegmentEvent
 from stars_plugins.errors import UnknownStrategyError
 
@@ -45,22 +50,16 @@ class Strategy(Protocol):
 
     def open_group(self, ctx: DecodeContext) -> Group: ...
 
-    def run(self, ctx: DecodeContext, requests: list[RequestState]) -> Iterator[Event]: ...
-
 
 _registry: dict[str, Callable[[], Strategy]] = {
     # STARS: fixed K-token segments, reward-thresholded, N candidates in parallel.
-    "stars": lambda: SegmentedDecoder("stars", judged=True, segment_budget=fixed_horizon),
-    # Plain sampling: the same batch, segments of K only for streaming, every segment accepted.
-    "vanilla": lambda: SegmentedDecoder(
-        "vanilla", judged=False, segment_budget=fixed_horizon, candidates=lambda c: 1
-    ),
+    "stars": lambda: SegmentedDecoder("stars", FixedHorizon(), ThresholdJudge()),
+    # Plain sampling: segments of K only for streaming, every segment accepted, the final response scored.
+    "vanilla": lambda: SegmentedDecoder("vanilla", FixedHorizon(), FinalScoreJudge(), candidates=lambda c: 1),
     "best_of_n": BestOfN,
     # CARDS-style: segments end where next-token entropy reaches a threshold (min/max length);
     # a batch round lasts until its longest segment ends.
-    "cards": lambda: SegmentedDecoder(
-        "cards", judged=True, segment_budget=lambda c: c.max_segment_tokens, boundary=entropy_boundary
-    ),
+    "cards": lambda: SegmentedDecoder("cards", EntropyBoundary(), ThresholdJudge()),
 }
 
 
@@ -74,13 +73,29 @@ def available_strategies() -> tuple[str, ...]:
     return tuple(_registry)
 
 
+def strategy_problem(name: str) -> str | None:
+    """What is wrong with a strategy name (None: it is registered)."""
+    if name in _registry:
+        return None
+    return f"unknown strategy {name!r}; available: {', '.join(_registry)}"
+
+
+def check_strategy(name: str) -> str:
+    """`name` if a strategy is registered under it, else `UnknownStrategyError` (a `ConfigError`)
+    with the text `StarsConfig` validation gives."""
+    problem = strategy_problem(name)
+    if problem:
+        raise UnknownStrategyError(f"invalid StarsConfig: strategy={name!r}: {problem}")
+    return name
+
+
+# StarsConfig checks strategy names at construction through this hook (config.py cannot import
+# the registry: the registry's strategies import config).
+set_strategy_check(strategy_problem)
+
+
 def get_strategy(name: str) -> Strategy:
-    try:
-        return _registry[name]()
-    except KeyError:
-        raise UnknownStrategyError(
-            f"unknown strategy {name!r}; available: {', '.join(_registry)}"
-        ) from None
+    return _registry[check_strategy(name)]()
 
 
 __all__ = [
@@ -93,6 +108,7 @@ __all__ = [
     "SegmentedDecoder",
     "Strategy",
     "available_strategies",
+    "check_strategy",
     "get_strategy",
     "register_strategy",
 ]

@@ -3,43 +3,39 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from stars_plugins.config import StarsConfig
-from stars_plugins.decoding.segmented import (
-    DecodeContext,
-    SegmentedDecoder,
-    SegmentedGroup,
-    fixed_horizon,
-    run_group,
-    score_texts,
-)
+from stars_plugins.decoding.judges import NoJudge
+from stars_plugins.decoding.rules import FixedHorizon
+from stars_plugins.decoding.scoring import DecodeContext, release, score_texts
+from stars_plugins.decoding.segmented import SegmentedDecoder, SegmentedGroup
 from stars_plugins.decoding.state import Candidate, Event, FinishEvent, RequestState, SegmentEvent
+from stars_plugins.errors import RewardError
 
 
 class BestOfN:
-    """Samples `num_candidates` whole responses per prompt in one lockstep batch (finished rows leave
-    at round boundaries), scores each prompt's N responses in one batched call, returns the best."""
+    """Samples `num_candidates` whole responses per prompt in one lockstep batch, scores each
+    prompt's N responses in one batched call and returns the best.
+
+    The samples run as independent unjudged rows in rounds of `horizon` tokens, so that finished
+    rows leave and new requests join at round boundaries; a response is only judged once whole.
+    """
 
     name = "best_of_n"
 
     def __init__(self) -> None:
-        self.sampler = SegmentedDecoder(
-            self.name, judged=False, segment_budget=fixed_horizon, candidates=lambda c: 1, score_final=False
-        )
+        self.sampler = SegmentedDecoder(self.name, FixedHorizon(), NoJudge(), candidates=lambda c: 1)
 
     def requests(self, prepared: Sequence, config: StarsConfig) -> list[RequestState]:
         return [RequestState.create(p, config, self.name, rows=config.num_candidates) for p in prepared]
 
     def group_key(self, config: StarsConfig) -> tuple[Any, ...]:
-        return (self.name, config.horizon)
+        return self.sampler.group_key(config)
 
     def open_group(self, ctx: DecodeContext) -> BestOfNGroup:
         return BestOfNGroup(self, ctx)
-
-    def run(self, ctx: DecodeContext, requests: list[RequestState]) -> Iterator[Event]:
-        return run_group(self.open_group(ctx), requests)
 
 
 class BestOfNGroup:
@@ -86,6 +82,7 @@ class BestOfNGroup:
     def evict(self) -> list[RequestState]:
         """Best-of-N samples are independent: evicted parents restart their unfinished samples."""
         parents = [p for p in self.active if not p.done]
+        release(self.ctx, self.active)
         self.close()
         self.samples, self.parent_of, self.active = {}, {}, []
         return parents
@@ -95,6 +92,7 @@ class BestOfNGroup:
         for parent in self.active:
             parent.finish("error", error)
             events.append(FinishEvent(parent, parent.result()))
+        release(self.ctx, self.active)
         self.close()
         self.active = []
         return events
@@ -115,6 +113,8 @@ class BestOfNGroup:
             if parent is None or parent.done or not all(s.done for s in self.samples[id(parent)]):
                 continue
             events.extend(self._pick(parent, self.samples.pop(id(parent))))
+        finished = [p for p in self.active if p.done]
+        release(self.ctx, finished)
         self.active = [p for p in self.active if not p.done]
         return events
 
@@ -126,15 +126,19 @@ class BestOfNGroup:
         if parent.cancelled or any(s.finish_reason == "cancelled" for s in samples):
             parent.finish("cancelled")
             return [FinishEvent(parent, parent.result())]
-        scores = score_texts(self.ctx, [parent] * len(samples), [parent.prepared.reward_prompt] * len(samples),
-                             [s.text for s in samples])
+        scores = score_texts(self.ctx, [parent] * len(samples), [s.text for s in samples])
         if parent.done:  # the reward call failed
             return [FinishEvent(parent, parent.result())]
         valid = [(score, i) for i, score in enumerate(scores) if score is not None and math.isfinite(score)]
         parent.stats.invalid_rewards += len(samples) - len(valid)
-        best = max(valid)[1] if valid else 0
+        if not valid:
+            parent.finish("error", RewardError(
+                f"reward {self.ctx.reward.name!r} returned no finite score for any of the {len(samples)} "
+                "responses; a reward model must return finite numbers"))
+            return [FinishEvent(parent, parent.result())]
+        best = max(valid)[1]
         winner = samples[best]
         candidate = Candidate(list(winner.generated), winner.text, winner.finish_reason, sampled=0,
-                              reward=scores[best] if valid else float("nan"))
+                              reward=scores[best])
         segment = parent.accept(candidate, threshold=None, forced=False)
         return [SegmentEvent(parent, segment), FinishEvent(parent, parent.result())]

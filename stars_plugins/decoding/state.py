@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +17,8 @@ from stars_plugins.results import FinishReason, GenerationResult, GenerationStat
 
 if TYPE_CHECKING:
     from stars_plugins.policy.prompts import PreparedPrompt
+
+_keys = itertools.count()
 
 
 @dataclass
@@ -43,13 +45,9 @@ class RequestState:
     segments: list[Segment] = field(default_factory=list)
     stats: GenerationStats = field(default_factory=GenerationStats)
     reward: float | None = None
-    empty_reward: float | None = None
-    target: float | None = None
-    r0: float | None = None
     emitted: int = 0  # characters of `text` already handed out in segments
-    segment_rejections: int = 0
-    best: Candidate | None = None
-    replay: Candidate | None = None
+    judge_state: Any = None  # owned by the strategy's judge (thresholds, candidates seen, ...)
+    key: int = field(default_factory=lambda: next(_keys))  # stable id, passed to keyed reward models
     finish_reason: FinishReason | None = None
     error: BaseException | None = None
     cancelled: bool = False
@@ -58,7 +56,6 @@ class RequestState:
 
     def __post_init__(self) -> None:
         self.stats.prompt_tokens = len(self.prepared.token_ids)
-        self.rng = random.Random(self.seed)
         self.generator = torch.Generator().manual_seed(self.seed)
 
     @classmethod
@@ -81,7 +78,7 @@ class RequestState:
         return self.config.max_new_tokens - len(self.generated)
 
     # ---------------------------------------------------------------- transitions
-    def accept(self, candidate: Candidate, *, threshold: float | None, forced: bool) -> Segment:
+    def accept(self, candidate: Candidate, *, threshold: float | None, forced: bool, rejections: int = 0) -> Segment:
         self.generated.extend(candidate.token_ids)
         self.text = candidate.text
         self.reward = None if candidate.reward != candidate.reward else candidate.reward  # NaN -> None
@@ -98,16 +95,13 @@ class RequestState:
             token_ids=tuple(candidate.token_ids),
             reward=self.reward,
             threshold=threshold,
-            rejections=self.segment_rejections,
+            rejections=rejections,
             forced=forced,
             final=final,
             finish_reason=candidate.finish,
         )
         self.emitted = end
         self.segments.append(segment)
-        self.segment_rejections = 0
-        self.best = None
-        self.replay = None
         if candidate.finish is not None:
             self.finish(candidate.finish)
         return segment

@@ -1,9 +1,15 @@
-"""The reward protocol: `score(prompts, responses) -> scores`, batched, higher is better."""
+"""The reward protocol: `score(prompts, responses) -> scores`, batched, higher is better.
+
+A reward model may also implement `score_keyed(keys, prompts, responses)` and `release(keys)`: the
+decoding loop then passes a stable key per request with every pair (the same key for every
+candidate of one request) and releases the keys of requests that finished or left their batch.
+That is the hook for per-request caches (a reward-model prefix cache, say).
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from stars_plugins.errors import RewardError
@@ -70,12 +76,22 @@ def to_floats(raw: Any, expected: int, name: str) -> list[float]:
     return scores
 
 
-def score_checked(reward: RewardModel, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-    """Call `reward.score` and validate its output; failures become `RewardError`."""
+def score_checked(reward: RewardModel, prompts: Sequence[str], responses: Sequence[str], *,
+                  keys: Sequence[Hashable] | None = None) -> list[float]:
+    """Call `reward.score` (or `reward.score_keyed` when it has one and `keys` are given) and
+    validate its output; failures become `RewardError`."""
+    if len(prompts) != len(responses):
+        raise RewardError(
+            f"got {len(prompts)} prompts and {len(responses)} responses; pass one prompt per response"
+        )
     if not responses:
         return []
     try:
-        raw = reward.score(list(prompts), list(responses))
+        keyed = getattr(reward, "score_keyed", None)
+        if keys is not None and keyed is not None:
+            raw = keyed(list(keys), list(prompts), list(responses))
+        else:
+            raw = reward.score(list(prompts), list(responses))
     except RewardError:
         raise
     except Exception as exc:
@@ -83,5 +99,13 @@ def score_checked(reward: RewardModel, prompts: Sequence[str], responses: Sequen
     return to_floats(raw, len(responses), reward.name)
 
 
-def is_valid(score: float) -> bool:
-    return math.isfinite(score)
+def release_keys(reward: RewardModel, keys: Sequence[Hashable]) -> None:
+    """Call `reward.release(keys)` if the reward has it. A failing release only warns: it must not
+    fail requests that have already finished."""
+    release = getattr(reward, "release", None)
+    if release is None or not keys:
+        return
+    try:
+        release(list(keys))
+    except Exception as exc:
+        warnings.warn(f"reward {reward.name!r} failed to release request keys: {exc}", RuntimeWarning, stacklevel=2)

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from stars_plugins.acceptance import quantile
 from stars_plugins.jsonl import read_jsonl
 from stars_plugins.rewards.harmless import HEAD_FILE, PairHead, SentenceEmbedder
 
@@ -291,7 +292,7 @@ def train_harmless_head(
         heldout_policy_prefix_accuracy=accuracy([p for p in held_policy if p.prefix_tokens is not None]),
         heldout_policy_accuracy=accuracy(held_policy),
         heldout_gate_accuracy=gate_accuracy(heldout),
-        default_target=_quantile(sorted(chosen_scores), target_quantile),
+        default_target=quantile(chosen_scores, target_quantile),
         decision_threshold=separating_threshold(chosen_scores, rejected_scores),
         epochs=epochs,
         seed=seed,
@@ -359,9 +360,3 @@ def separating_threshold(good: Sequence[float], bad: Sequence[float]) -> float:
             best, best_t = balanced, (value + following) / 2
     return best_t
 
-
-def _quantile(values: Sequence[float], q: float) -> float:
-    position = q * (len(values) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (position - low)

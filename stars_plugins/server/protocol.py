@@ -32,7 +32,7 @@ EXTRA_STARS_KEYS = ("reward",)
 
 def stars_keys() -> tuple[str, ...]:
     """Every key the `stars` object accepts."""
-    return tuple(f for f in StarsConfig.field_names() if f not in OPENAI_SPELLING) + EXTRA_STARS_KEYS
+    return tuple(f for f in StarsConfig.model_fields if f not in OPENAI_SPELLING) + EXTRA_STARS_KEYS
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,208 @@
+"""Judges: what a round's candidates are worth, and which one (if any) each request accepts.
+
+A judge is a small object, in the spirit of transformers' `LogitsProcessor`s:
+- `start(ctx, requests)` runs when requests join a group (a judge sets up its per-request state);
+- `forced_tokens(request)` names tokens a request must replay next round instead of sampling;
+- `decide(ctx, items)` gets every active request with its candidates of this round (an empty list
+  for a request that replayed) and returns one `Decision` per request. A request whose reward
+  failed is finished with the error by the judge (`request.finish("error", ...)`).
+
+Judge-specific per-request state lives in `request.judge_state`, never in `RequestState` itself.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from stars_plugins.acceptance import accepts, calibrated_target, initial_threshold, threshold_at
+from stars_plugins.decoding.scoring import DecodeContext, score_texts
+from stars_plugins.decoding.state import Candidate, RequestState
+from stars_plugins.errors import RewardError
+
+
+@dataclass
+class Decision:
+    """A request's verdict on one round: accept `candidate`, or (None) reject them all."""
+
+    candidate: Candidate | None = None
+    threshold: float | None = None
+    forced: bool = False  # accepted without passing the threshold (best after max_rejections)
+    rejections: int = 0  # candidates rejected for this segment before it was accepted
+
+
+Items = Sequence[tuple[RequestState, list[Candidate]]]
+
+
+class Judge(Protocol):
+    def start(self, ctx: DecodeContext, requests: Sequence[RequestState]) -> None: ...
+
+    def forced_tokens(self, request: RequestState) -> list[int] | None: ...
+
+    def decide(self, ctx: DecodeContext, items: Items) -> list[Decision]: ...
+
+
+class NoJudge:
+    """Every first candidate is accepted and nothing is scored (plain sampling)."""
+
+    def start(self, ctx: DecodeContext, requests: Sequence[RequestState]) -> None:
+        pass
+
+    def forced_tokens(self, request: RequestState) -> list[int] | None:
+        return None
+
+    def decide(self, ctx: DecodeContext, items: Items) -> list[Decision]:
+        return [Decision(candidates[0]) for _, candidates in items]
+
+
+class FinalScoreJudge(NoJudge):
+    """Every first candidate is accepted; the finished response is scored (one batched call per
+    round) to report its reward. A reward that fails or is not a finite number fails the request."""
+
+    def decide(self, ctx: DecodeContext, items: Items) -> list[Decision]:
+        final = [(r, candidates[0]) for r, candidates in items if candidates[0].finish is not None]
+        scores = score_texts(ctx, [r for r, _ in final], [c.text for _, c in final])
+        for (r, candidate), score in zip(final, scores, strict=True):
+            if r.done:  # the reward raised for this request
+                continue
+            if score is None or not math.isfinite(score):
+                r.stats.invalid_rewards += 1
+                r.finish("error", RewardError(
+                    f"reward {ctx.reward.name!r} returned {score} for the final response; "
+                    "a reward model must return a finite number"))
+            else:
+                candidate.reward = score
+        return super().decide(ctx, items)
+
+
+@dataclass
+class ThresholdState:
+    """A request's adaptive threshold and the candidates it has seen for the current segment."""
+
+    rng: random.Random  # soft-acceptance draws
+    empty_reward: float | None = None
+    target: float | None = None
+    r0: float | None = None
+    rejections: int = 0  # of the current segment
+    best: Candidate | None = None  # best finite-scored candidate of the current segment
+    replay: Candidate | None = None  # forced best from an earlier round: re-fed next round
+
+    def calibrate(self, target: float, alpha: float) -> None:
+        self.target = target
+        empty = self.empty_reward if self.empty_reward is not None and math.isfinite(self.empty_reward) else target
+        self.r0 = initial_threshold(empty, target, alpha)
+
+    def threshold(self, accepted_tokens: int, max_new_tokens: int) -> float | None:
+        if self.target is None or self.r0 is None:
+            return None
+        return threshold_at(accepted_tokens, self.r0, self.target, max_new_tokens)
+
+
+def _state(r: RequestState) -> ThresholdState:
+    assert isinstance(r.judge_state, ThresholdState)
+    return r.judge_state
+
+
+class ThresholdJudge:
+    """STARS / CARDS: accept the first candidate (in index order) whose reward passes the adaptive
+    threshold tau(t); after `max_rejections` rejections take the best candidate seen.
+
+    The target comes from the config, else the reward model's `default_target`, else each
+    request's own first-round candidate rewards (its own `calibration_quantile`), so a request's
+    threshold never depends on what shares its batch.
+    """
+
+    def start(self, ctx: DecodeContext, requests: Sequence[RequestState]) -> None:
+        """R(prompt, "") for every new request, in one call: where each threshold starts."""
+        new = [r for r in requests if r.judge_state is None]  # re-admitted requests keep theirs
+        for r in new:
+            r.judge_state = ThresholdState(rng=random.Random(r.seed))
+        scores = score_texts(ctx, new, [""] * len(new))
+        for r, score in zip(new, scores, strict=True):
+            if score is None:  # the reward failed: the request has finished with the error
+                continue
+            if not math.isfinite(score):
+                r.stats.invalid_rewards += 1
+            state = _state(r)
+            state.empty_reward = score
+            target = r.config.target_reward if r.config.target_reward is not None else ctx.reward.default_target
+            if target is not None:
+                state.calibrate(target, r.config.alpha)
+
+    def forced_tokens(self, request: RequestState) -> list[int] | None:
+        replay = _state(request).replay
+        return None if replay is None else replay.token_ids
+
+    def decide(self, ctx: DecodeContext, items: Items) -> list[Decision]:
+        scored = [(r, c) for r, candidates in items for c in candidates]
+        scores = score_texts(ctx, [r for r, _ in scored], [c.text for _, c in scored])
+        for (_, candidate), score in zip(scored, scores, strict=True):
+            if score is not None:
+                candidate.reward = score
+        decisions = []
+        for r, candidates in items:
+            if r.done:
+                decisions.append(Decision())
+                continue
+            state = _state(r)
+            if state.replay is not None:
+                decision = Decision(state.replay, self._threshold(r), forced=True, rejections=state.rejections)
+            else:
+                if state.target is None:
+                    self._calibrate(ctx, r, candidates)
+                decision = Decision() if r.done else self._judge(r, candidates)
+            if decision.candidate is not None:
+                state.rejections, state.best, state.replay = 0, None, None
+            decisions.append(decision)
+        return decisions
+
+    @staticmethod
+    def _threshold(r: RequestState) -> float | None:
+        return _state(r).threshold(len(r.generated), r.config.max_new_tokens)
+
+    @staticmethod
+    def _calibrate(ctx: DecodeContext, r: RequestState, candidates: list[Candidate]) -> None:
+        """No target from the config or the reward model: a quantile of this request's own
+        first-round candidate rewards."""
+        target = calibrated_target([c.reward for c in candidates], r.config.calibration_quantile)
+        if target is None:
+            r.finish("error", RewardError(
+                f"reward {ctx.reward.name!r} returned no finite score in the first round, so no "
+                "target reward could be calibrated; set target_reward or fix the reward model"))
+        else:
+            _state(r).calibrate(target, r.config.alpha)
+
+    def _judge(self, r: RequestState, candidates: list[Candidate]) -> Decision:
+        c, state = r.config, _state(r)
+        tau = self._threshold(r)
+        for cand in candidates:
+            if not math.isfinite(cand.reward):
+                r.stats.invalid_rewards += 1
+            uniform = state.rng.random() if c.acceptance == "soft" else 0.0
+            if tau is not None and accepts(cand.reward, tau, mode=c.acceptance, beta=c.beta, uniform=uniform):
+                return Decision(cand, tau, rejections=state.rejections)
+            r.stats.rejections += 1
+            r.stats.rejected_tokens += cand.sampled
+            state.rejections += 1
+            if math.isfinite(cand.reward) and (state.best is None or cand.reward > state.best.reward):
+                state.best = cand
+            if state.rejections >= c.max_rejections:
+                best = state.best
+                if best is None:
+                    r.finish("error", RewardError(
+                        f"segment {len(r.segments)} saw {state.rejections} candidates and the reward model "
+                        "returned no finite score for any of them; nothing can be accepted"))
+                    return Decision()
+                r.stats.rejected_tokens -= best.sampled  # its tokens are kept after all
+                if best.row < 0 and best.finish is None:
+                    # From an earlier round: its rows are gone, so its tokens are re-fed next round.
+                    state.replay = best
+                    return Decision()
+                return Decision(best, tau, forced=True, rejections=state.rejections)
+        return Decision(None, tau)
+
+
+__all__ = ["Decision", "FinalScoreJudge", "Judge", "NoJudge", "ThresholdJudge", "ThresholdState"]
