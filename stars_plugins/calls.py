@@ -155,10 +155,7 @@ def check_reward(spec: Any) -> None:
             "classifier's folder or hub id ('org/name'), a RewardModel, or a function (prompts, responses) -> scores."
         )
     if not callable(spec):
-        raise ConfigError(
-            "reward must be a built-in reward name, a model folder or hub id, a RewardModel or a function "
-            f"(prompts, responses) -> scores; got {type(spec).__name__}"
-        )
+        load_reward(spec)  # a wrong type: the registry's own ConfigError, raised before anything loads
 
 
 def reward_label(spec: Any) -> str | None:

@@ -21,9 +21,10 @@ from stars_plugins.decoding import (
 )
 from stars_plugins.decoding.backend import PolicyBackend
 from stars_plugins.decoding.state import Event
-from stars_plugins.errors import PromptError, PromptTooLongError, StarsError
+from stars_plugins.errors import ConfigError, PromptError, PromptTooLongError, StarsError
 from stars_plugins.policy import PromptInput, load_policy
-from stars_plugins.policy.prompts import PromptOptions
+from stars_plugins.policy.loader import is_server_url, policy_source, resolve_device
+from stars_plugins.policy.prompts import PromptOptions, prompt_list
 from stars_plugins.results import GenerationResult, Segment
 from stars_plugins.rewards import RewardModel, load_reward, score_checked
 from stars_plugins.rewards.registry import RewardSpec
@@ -47,10 +48,13 @@ class StarsRuntime:
     @classmethod
     def from_pretrained(
         cls,
-        policy: str | os.PathLike[str] | None = None,
+        policy: str | os.PathLike[str] | Sequence[str] | None = None,
         reward: RewardSpec = None,
         *,
         config: StarsConfig | None = None,
+        policy_tokenizer: str | os.PathLike[str] | None = None,
+        engine: str | None = None,
+        api_key: str | None = None,
         dtype: str | torch.dtype | None = "auto",
         device: str | torch.device | None = None,
         device_map: str | dict[str, Any] | None = None,
@@ -61,12 +65,27 @@ class StarsRuntime:
     ) -> StarsRuntime:
         """Load (or reuse) a policy by hub id, folder or GGUF file (default: the embedded
         SmolLM2-135M-Instruct) and a reward: a built-in name, a classifier folder or id, a
-        `RewardModel`, or a function `(prompts, responses) -> scores`."""
+        `RewardModel`, or a function `(prompts, responses) -> scores`.
+
+        `policy="http://host:8000/v1"` (or a list of replica URLs) runs the policy on a serving
+        engine (vLLM, SGLang, llama.cpp's server; `engine` auto-detected), with `policy_tokenizer`
+        the served model's tokenizer and `api_key` (or STARS_ENGINE_API_KEY); see docs/serving.md."""
+        if config is not None and not isinstance(config, StarsConfig):
+            raise ConfigError(f"config must be a StarsConfig, got {type(config).__name__}")
+        # Everything cheap to check comes first (the policy's path, the device, the reward, which is
+        # usually small), so that a mistake fails in a second, not after the policy has loaded.
+        if not is_server_url(policy):
+            policy_source(policy)
+        reward_model = None
+        if device_map is None:
+            reward_model = load_reward(reward, device=reward_device or str(resolve_device(device)))
         loaded = load_policy(
-            policy, dtype=dtype, device=device, device_map=device_map, revision=revision,
+            policy, policy_tokenizer=policy_tokenizer, engine=engine, api_key=api_key,
+            dtype=dtype, device=device, device_map=device_map, revision=revision,
             trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
         )
-        reward_model = load_reward(reward, device=reward_device or str(loaded.device))
+        if reward_model is None:
+            reward_model = load_reward(reward, device=reward_device or str(loaded.device))
         return cls(loaded, reward_model, config)
 
     # ------------------------------------------------------------------ facts
@@ -189,10 +208,10 @@ class StarsRuntime:
     ) -> GenerationJob:
         """Validate and tokenize the prompts now; run later with `job.run()` or `job.events()`."""
         resolved = self.resolve_config(config, strategy=strategy, **overrides)
-        prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
+        checked = prompt_list(prompts)
         reward_model = self.reward if reward is None else load_reward(reward, device=self.reward_device)
         decoder = get_strategy(resolved.strategy)
-        prepared = self.policy.prepare(prompt_list, PromptOptions.of(resolved))
+        prepared = self.policy.prepare(checked, PromptOptions.of(resolved))
         requests = decoder.requests(prepared, resolved)
         return GenerationJob(decoder, DecodeContext(self.policy, reward_model), requests, self.scheduler)
 
