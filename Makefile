@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo lint bench eval clean
+.PHONY: install test test-serving demo lint bench eval clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# Tests against a live llama.cpp server: builds llama-server once per machine (about 25 minutes on
+# 2 cores, cached outside the repo), then the `serving` tests start and stop it themselves.
+test-serving: $(STAMP)
+	LLAMA_SERVER="$$(PYTHON=$(PY) scripts/build_llama_server.sh)" $(PY) -m pytest -q -m serving tests/serving
 
 demo: $(STAMP)
 	$(VENV)/bin/stars demo

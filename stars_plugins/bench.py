@@ -107,6 +107,19 @@ def run_batches(runtime: StarsRuntime, prompts: Sequence[str], config: StarsConf
     )
 
 
+def effective_batch_sizes(batch_sizes: Sequence[int], num_prompts: int) -> list[int]:
+    """The batch sizes that can really run on `num_prompts` prompts: a batch never holds more prompts
+    than there are, so 16 with 4 prompts runs (and is labelled) as 4. Order kept, duplicates dropped."""
+    sizes: list[int] = []
+    for b in batch_sizes:
+        if b < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {b}")
+        real = min(b, max(1, num_prompts))
+        if real not in sizes:
+            sizes.append(real)
+    return sizes
+
+
 def win_tie_rate(a: Sequence[float | None], b: Sequence[float | None]) -> float:
     """Share of prompts where a's final reward is at least b's (scale-free)."""
     pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
@@ -158,6 +171,7 @@ def run_bench(
     """Every (strategy, batch size) on the same prompts, after one warm-up call."""
     from tqdm.auto import tqdm
 
+    batch_sizes = effective_batch_sizes(batch_sizes, len(prompts))
     runtime.generate(list(prompts[:2]), config.updated(max_new_tokens=4, strategy="vanilla"))  # warm-up
     rows = []
     cells = [(s, b) for s in strategies for b in batch_sizes]
@@ -176,6 +190,34 @@ def run_bench(
     }
 
 
+# ---------------------------------------------------------------------------- the reward model alone
+def run_reward_bench(reward: Any, prompts: Sequence[str], *, batch_size: int = 64, repeats: int = 5,
+                     response: str | None = None) -> dict[str, Any]:
+    """Time `reward.score` on `batch_size` (prompt, response) pairs, after one warm-up call.
+
+    The median of `repeats` calls is reported: machine load moves single calls a lot."""
+    from stars_plugins.rewards import score_checked
+
+    text = response or "First, loosen the nuts, then lift the car with the jack and swap the wheel. " * 3
+    batch_prompts = [prompts[i % len(prompts)] for i in range(batch_size)]
+    responses = [text] * batch_size
+    score_checked(reward, batch_prompts, responses)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        score_checked(reward, batch_prompts, responses)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {
+        "reward": reward.name,
+        "pairs": batch_size,
+        "repeats": repeats,
+        "seconds": [round(t, 4) for t in times],
+        "median_seconds": round(median, 4),
+        "pairs_per_second": round(batch_size / median, 1) if median else 0.0,
+    }
+
+
 # ---------------------------------------------------------------------------- concurrent callers
 def _mode_summary(results: Sequence[GenerationResult], latencies: Sequence[float], wall: float) -> dict[str, Any]:
     tokens = sum(r.stats.accepted_tokens for r in results)
@@ -190,7 +232,12 @@ def _mode_summary(results: Sequence[GenerationResult], latencies: Sequence[float
         "rounds_max": max((r.stats.rounds for r in results), default=0),
         "rounds_total": sum(r.stats.rounds for r in results),
         "rejections": sum(r.stats.rejections for r in results),
+        "mean_reward": _mean([r.reward for r in results if r.reward is not None]),
     }
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
 
 
 def run_concurrent(
@@ -250,10 +297,11 @@ def run_concurrent(
 
 def concurrent_table(report: dict[str, Any]) -> str:
     rows = ["| mode | requests | accepted tok/s | p50 latency s | p95 latency s | wall s | rejections "
-            "| rounds of the longest request |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| rounds of the longest request | mean final reward |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for mode in ("sequential", "concurrent"):
         m = report[mode]
         rows.append(f"| {mode} | {m['requests']} | {m['tokens_per_second']:.1f} | {m['latency_p50']:.2f} "
-                    f"| {m['latency_p95']:.2f} | {m['wall_seconds']:.1f} | {m['rejections']} | {m['rounds_max']} |")
+                    f"| {m['latency_p95']:.2f} | {m['wall_seconds']:.1f} | {m['rejections']} | {m['rounds_max']} "
+                    f"| {m['mean_reward']} |")
     return "\n".join(rows)

@@ -17,7 +17,12 @@ from stars_plugins.errors import StarsError
 def _model_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("models")
-    group.add_argument("--policy", default=None, help="hub id, folder or .gguf file (default: embedded SmolLM2-135M)")
+    group.add_argument("--policy", default=None, help="hub id, folder or .gguf file (default: embedded SmolLM2-135M), "
+                       "or a serving engine's URL (several replicas: comma-separated URLs)")
+    group.add_argument("--policy-tokenizer", default=None,
+                       help="with a server URL: the served model's tokenizer (hub id, folder or .gguf file)")
+    group.add_argument("--engine", default=None, choices=["vllm", "sglang", "llama.cpp"],
+                       help="with a server URL: the engine (default: detected); API key from STARS_ENGINE_API_KEY")
     group.add_argument("--reward", default=None, help="built-in reward name, or a classifier folder / hub id")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     group.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
@@ -31,6 +36,8 @@ def _decoding_options(max_new_tokens: int = 128, horizon: int = 16, candidates: 
     group.add_argument("--candidates", "-n", type=int, default=candidates, help="candidates per segment (N)")
     group.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     group.add_argument("--max-rejections", type=int, default=20)
+    group.add_argument("--adaptive-candidates", type=int, default=1,
+                       help="max_adaptive_candidates: up to this many candidates while a segment keeps being rejected")
     group.add_argument("--target-reward", type=float, default=None, help="r_target (default: the reward's own)")
     group.add_argument("--temperature", type=float, default=1.0, help="0 decodes greedily")
     group.add_argument("--seed", type=int, default=None)
@@ -43,14 +50,18 @@ def _config(args: argparse.Namespace, **extra: Any):
     return StarsConfig(
         horizon=args.horizon, num_candidates=args.candidates, max_new_tokens=args.max_new_tokens,
         max_rejections=args.max_rejections, target_reward=args.target_reward, temperature=args.temperature,
-        seed=args.seed, **extra,
+        seed=args.seed, max_adaptive_candidates=getattr(args, "adaptive_candidates", 1), **extra,
     )
 
 
 def _runtime(args: argparse.Namespace, reward: str | None = None):
     from stars_plugins.runtime import StarsRuntime
 
-    return StarsRuntime.from_pretrained(args.policy, args.reward or reward, device=args.device, dtype=args.dtype)
+    policy = args.policy
+    if policy and "," in policy and policy.startswith(("http://", "https://")):
+        policy = [url.strip() for url in policy.split(",") if url.strip()]
+    return StarsRuntime.from_pretrained(policy, args.reward or reward, device=args.device, dtype=args.dtype,
+                                        policy_tokenizer=args.policy_tokenizer, engine=args.engine)
 
 
 def _stats_line(stats: Any) -> str:
@@ -62,9 +73,12 @@ def _stats_line(stats: Any) -> str:
 
 # ---------------------------------------------------------------------------- generate
 def cmd_generate(args: argparse.Namespace) -> int:
+    from stars_plugins.policy.prompts import check_prompt
+
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    runtime = _runtime(args)
+    check_prompt(prompt)  # arguments first: a mistake is reported before the model loads
     config = _config(args, strategy=args.strategy, stop=tuple(args.stop or ()))
+    runtime = _runtime(args)
     if args.stream and not args.json:
         stream = runtime.stream(prompt, config)
         for segment in stream:
@@ -89,14 +103,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from stars_plugins.evaluation import demo_prompt_path, first_per_kind, is_refusal, load_eval_prompts
 
     prompts = first_per_kind(load_eval_prompts(args.prompts or demo_prompt_path()), args.limit)
-    runtime = _runtime(args)
     strategies = ("vanilla", "stars")
+    configs = {s: _config(args, strategy=s) for s in strategies}
+    runtime = _runtime(args)
     print(f"policy: {runtime.model_name}   reward: {runtime.reward.name}   "
           f"K={args.horizon} N={args.candidates} max_new_tokens={args.max_new_tokens} seed={args.seed}\n"
           "Same prompts, same policy: plain sampling, then STARS steering it with the reward. "
           "[REFUSAL] marks answers the refusal detector of `stars eval` counts as refusals.\n")
     texts = [p.prompt for p in prompts]
-    rows = {s: runtime.generate(texts, _config(args, strategy=s), raise_errors=False) for s in strategies}
+    rows = {s: runtime.generate(texts, configs[s], raise_errors=False) for s in strategies}
     width = min(100, os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else 100)
     for i, prompt in enumerate(prompts):
         print(f"## ({prompt.kind}) {prompt.prompt}")
@@ -128,7 +143,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from stars_plugins.server.loadtest import bench_serve_command
 
         return bench_serve_command(args)
-    from stars_plugins.bench import builtin_prompts, load_prompt_file, run_bench
+    from stars_plugins.bench import builtin_prompts, effective_batch_sizes, load_prompt_file, run_bench
 
     if args.overhead or args.reward_cache:
         from stars_plugins.bench_speed import run_speed_bench
@@ -136,12 +151,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return run_speed_bench(args)
     prompts = load_prompt_file(args.prompts) if args.prompts else builtin_prompts()
     prompts = prompts[: args.num_prompts]
+    if not prompts:
+        raise ValueError("no prompts to run; check --prompts and --num-prompts")
+    if args.score_only:
+        return _bench_reward(args, prompts)
+    strategies = _strategy_list(args.strategies)
+    config = _config(args)
+    asked = _int_list(args.batch_sizes or "1,16", "--batch-sizes")
+    batch_sizes = effective_batch_sizes(asked, len(prompts))
+    if batch_sizes != asked:
+        print(f"note: {len(prompts)} prompts, so batch sizes {asked} run as {batch_sizes}", file=sys.stderr)
     runtime = _runtime(args)
     if args.concurrent:
-        return _bench_concurrent(args, runtime, prompts)
+        return _bench_concurrent(args, runtime, prompts, config)
     report = run_bench(
-        runtime, prompts, strategies=args.strategies.split(","),
-        batch_sizes=[int(b) for b in (args.batch_sizes or "1,16").split(",")], config=_config(args),
+        runtime, prompts, strategies=strategies, batch_sizes=batch_sizes, config=config,
         progress=not args.no_progress,
     )
     print(report["table"])
@@ -155,10 +179,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_concurrent(args: argparse.Namespace, runtime: Any, prompts: list[str]) -> int:
+def _bench_concurrent(args: argparse.Namespace, runtime: Any, prompts: list[str], first: Any) -> int:
     from stars_plugins.bench import concurrent_table, run_concurrent
 
-    first = _config(args)
     second = first.updated(horizon=max(1, args.horizon // 2), temperature=0.7)  # another group
     report = run_concurrent(runtime, prompts, [first, second], callers=args.callers)
     print(concurrent_table(report))
@@ -170,17 +193,71 @@ def _bench_concurrent(args: argparse.Namespace, runtime: Any, prompts: list[str]
     return 0
 
 
+def _bench_reward(args: argparse.Namespace, prompts: list[str]) -> int:
+    """The reward model alone: pairs per second at one batch size (no policy is loaded)."""
+    from stars_plugins.bench import run_reward_bench
+    from stars_plugins.rewards import load_reward
+
+    reward = load_reward(args.reward or "harmless", device=args.device)
+    report = run_reward_bench(reward, prompts, batch_size=args.score_batch, repeats=args.score_repeats)
+    print(f"reward {report['reward']}: {report['pairs']} pairs per call, median {report['median_seconds']:.3f} s "
+          f"per call over {report['repeats']} calls, {report['pairs_per_second']:.0f} pairs/s")
+    output = Path(args.output if args.output != "bench-results/bench.json" else "bench-results/reward.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {output}")
+    return 0
+
+
+def _strategy_list(text: str) -> list[str]:
+    from stars_plugins.decoding import available_strategies
+
+    strategies = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in available_strategies()]
+    if unknown or not strategies:
+        raise ValueError(f"unknown strategies {', '.join(unknown) or '(none given)'}; "
+                         f"available: {', '.join(available_strategies())}")
+    return strategies
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{option} takes comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{option} takes comma-separated numbers >= 1, got {text!r}")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
 # ---------------------------------------------------------------------------- train-reward
+#: Where `stars train-reward` writes when no --output is given: a new folder in the working directory,
+#: never the shipped weights inside the installed package.
+DEFAULT_TRAIN_OUTPUT = "harmless-reward"
+
+
 def cmd_train_reward(args: argparse.Namespace) -> int:
-    from stars_plugins.rewards.harmless import default_head_path
     from stars_plugins.rewards.training import train_harmless_head
 
-    output = Path(args.output) if args.output else default_head_path().parent
+    output = Path(args.output or DEFAULT_TRAIN_OUTPUT)
     report = train_harmless_head(
         args.data or None, output, seed=args.seed, epochs=args.epochs,
         log=lambda line: print(line, file=sys.stderr), progress=not args.no_progress,
     )
     print(json.dumps(report.as_dict(), indent=2))
+    head = output if output.suffix == ".safetensors" else output / "harmless_head.safetensors"
+    print(f"wrote {head}; use it with StarsRuntime.from_pretrained(reward=HarmlessReward({str(head)!r})) "
+          "(from stars_plugins.rewards.harmless import HarmlessReward)", file=sys.stderr)
     return 0
 
 
@@ -189,8 +266,9 @@ def _train_reward_parser(p: argparse.ArgumentParser) -> None:
                    help="preference data file (JSONL), repeatable; the first one is the reference set whose "
                         "held-out accuracy is reported (default: the shipped hand-written and on-policy pairs)")
     p.add_argument("--output", default=None, metavar="DIR",
-                   help="folder (or .safetensors path) for the head; default: the package's own weights folder")
-    p.add_argument("--epochs", type=int, default=40)
+                   help=f"folder (or .safetensors path) for the head; default: ./{DEFAULT_TRAIN_OUTPUT} "
+                        "(the shipped weights are never overwritten unless you name their folder)")
+    p.add_argument("--epochs", type=_positive_int, default=40)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(seed=0)
 
@@ -198,15 +276,10 @@ def _train_reward_parser(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
     from stars_plugins.config import StarsConfig
-    from stars_plugins.decoding import available_strategies
     from stars_plugins.evaluation import first_per_kind, load_eval_prompts, markdown_table, run_eval, write_report
 
     prompts = first_per_kind(load_eval_prompts(args.prompts), args.limit)
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    unknown = [s for s in strategies if s not in available_strategies()]
-    if unknown or not strategies:
-        raise ValueError(f"unknown strategies {', '.join(unknown) or '(none given)'}; "
-                         f"available: {', '.join(available_strategies())}")
+    strategies = _strategy_list(args.strategies)
     config = StarsConfig(
         horizon=args.horizon, num_candidates=args.candidates, max_new_tokens=args.max_new_tokens,
         max_rejections=args.max_rejections, target_reward=args.target_reward, temperature=args.temperature,
@@ -233,14 +306,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", default=None, metavar="FILE.jsonl",
                    help="prompt set: JSONL with 'kind' (harmful/benign) and 'prompt' (default: the shipped eval set)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N prompts of each kind")
+    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                   help="only the first N prompts of each kind")
     p.add_argument("--strategies", default="vanilla,best_of_n,cards,stars", help="comma-separated")
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the target in the initial threshold")
     p.add_argument("--beta", type=float, default=0.7, help="temperature of soft acceptance")
     p.add_argument("--system-prompt", default=None, help="system message, applied to every strategy alike")
-    p.add_argument("--best-of-n", type=int, default=None, metavar="N",
+    p.add_argument("--best-of-n", type=_positive_int, default=None, metavar="N",
                    help="best-of-N's N (default: matched to STARS's measured sampled tokens per request)")
-    p.add_argument("--batch-size", type=int, default=32, help="prompts per lockstep batch")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="prompts per lockstep batch")
     p.add_argument("--output", default="eval-results", metavar="DIR", help="folder for eval.json/.md/.png")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(seed=0, max_new_tokens=64, candidates=4)
@@ -263,7 +337,7 @@ def _generate_parser(p: argparse.ArgumentParser) -> None:
 def _demo_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", default=None, metavar="FILE.jsonl",
                    help="prompts with 'kind' (harmful/benign) and 'prompt' (default: the shipped demo set)")
-    p.add_argument("--limit", type=int, default=3, metavar="N", help="the first N prompts of each kind")
+    p.add_argument("--limit", type=_positive_int, default=3, metavar="N", help="the first N prompts of each kind")
     p.set_defaults(seed=0)
 
 
@@ -272,13 +346,17 @@ def _bench_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-sizes", default=None,
                    help="comma-separated (default 1,16; --overhead: 32,64; --reward-cache: 16)")
     p.add_argument("--prompts", default=None, help="prompt file (.txt one per line, or .jsonl with 'prompt')")
-    p.add_argument("--num-prompts", type=int, default=16)
+    p.add_argument("--num-prompts", type=_positive_int, default=16)
     p.add_argument("--output", default="bench-results/bench.json")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--concurrent", action="store_true",
                    help="callers issuing requests at once (half with --horizon, half with half of it) "
                         "against the same requests one after another")
-    p.add_argument("--callers", type=int, default=16, help="with --concurrent: how many callers")
+    p.add_argument("--callers", type=_positive_int, default=16, help="with --concurrent: how many callers")
+    p.add_argument("--score-only", action="store_true",
+                   help="time the reward model alone (--reward, default harmless) on the prompts; no policy")
+    p.add_argument("--score-batch", type=_positive_int, default=64, help="with --score-only: pairs per call")
+    p.add_argument("--score-repeats", type=_positive_int, default=5, help="with --score-only: timed calls")
     p.add_argument("--overhead", action="store_true",
                    help="engine overhead: STARS vs transformers generate on a tiny Llama from a config, "
                         "top_k in {0,40} x top_p in {1,0.9} (batch sizes default to 32,64)")
@@ -330,26 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_gguf_loading() -> None:
-    """transformers' GGUF de-quantisation draws a raw tqdm bar that ignores its own switch."""
-    import functools
-
-    from tqdm.auto import tqdm
-
-    try:
-        from transformers import modeling_gguf_pytorch_utils as gguf_utils
-    except ImportError:
-        return
-    gguf_utils.tqdm = functools.partial(tqdm, disable=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # loading bars would drown the command's own output
-    _quiet_gguf_loading()
+    hf_logging.disable_progress_bar()  # hub and loading bars would drown the command's own output
     try:
         return args.handler(args)
     except (StarsError, FileNotFoundError, ValueError) as exc:

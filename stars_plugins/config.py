@@ -8,12 +8,14 @@ never in the loaded model.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stars_plugins.errors import ConfigError
+from stars_plugins.text import check_text
 
 #: Installed by the strategy registry (`stars_plugins.decoding`) when it is imported: returns what is
 #: wrong with a strategy name, or None. Config validation asks it without importing the registry.
@@ -23,6 +25,16 @@ _strategy_problem: Callable[[str], str | None] | None = None
 def set_strategy_check(check: Callable[[str], str | None]) -> None:
     global _strategy_problem
     _strategy_problem = check
+
+
+_INT_FIELDS = ("horizon", "num_candidates", "max_new_tokens", "max_rejections", "top_k", "seed",
+               "min_segment_tokens", "max_segment_tokens")
+_FLOAT_FIELDS = ("alpha", "beta", "target_reward", "calibration_quantile", "temperature", "top_p",
+                 "entropy_threshold")
+
+
+def _type_name(value: Any) -> str:
+    return "bytes (decode it to str first)" if isinstance(value, bytes | bytearray) else type(value).__name__
 
 
 class StarsConfig(BaseModel):
@@ -49,6 +61,12 @@ class StarsConfig(BaseModel):
     max_rejections: int = Field(
         20, ge=0, le=10000,
         description="Rejections of one segment after which the best candidate seen is accepted.",
+    )
+    max_adaptive_candidates: int = Field(
+        1, ge=1, le=64,
+        description="While a segment keeps being rejected, its candidates per round double from num_candidates "
+        "up to this (back to num_candidates after an acceptance); num_candidates or less (the default) turns it "
+        "off. Worth it where the batch has idle rows (a GPU), not on a saturated CPU.",
     )
 
     # --- adaptive threshold -------------------------------------------------------------------
@@ -97,20 +115,52 @@ class StarsConfig(BaseModel):
             raise ValueError(problem)
         return value
 
+    @field_validator(*_INT_FIELDS, mode="before")
+    @classmethod
+    def _strict_int(cls, value: Any) -> Any:
+        # pydantic's lax mode turns True into 1 and 16.0 into 16; a setting that counts tokens or
+        # candidates takes a whole number only, so a slip (a flag, a division result) is reported.
+        if value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
+            return value if value is None else int(value)
+        raise ValueError(f"must be a whole number (int), got {type(value).__name__}")
+
+    @field_validator(*_FLOAT_FIELDS, mode="before")
+    @classmethod
+    def _real_number(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+            return value
+        raise ValueError(f"must be a number, got {type(value).__name__}")
+
     @field_validator("stop", mode="before")
     @classmethod
     def _stop_tuple(cls, value: Any) -> Any:
+        # One rule: a single string is one stop string, a list or tuple of strings is several.
         if value is None:
             return ()
         if isinstance(value, str):
             return (value,)
-        return tuple(value)
+        if isinstance(value, bytes | bytearray | Mapping) or not isinstance(value, Iterable):
+            raise ValueError(f"stop must be a string or a list of strings, got {_type_name(value)}")
+        stops = tuple(value)
+        wrong = next((s for s in stops if not isinstance(s, str)), None)
+        if wrong is not None:
+            raise ValueError(f"stop must be a string or a list of strings, got an item of type {_type_name(wrong)}")
+        return stops
 
     @field_validator("stop")
     @classmethod
     def _non_empty_stops(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if any(s == "" for s in value):
             raise ValueError("stop strings must be non-empty")
+        for s in value:
+            check_text(s, "a stop string")
+        return value
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _valid_system_prompt(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_text(value, "system_prompt")
         return value
 
     @field_validator("target_reward")

@@ -45,3 +45,20 @@ class UnknownStrategyError(ConfigError):
 class RewardError(StarsError, RuntimeError):
     """The reward model failed or returned unusable scores for a request."""
 
+
+class EngineError(StarsError, RuntimeError):
+    """The engine thread caught something a reward or the policy should never raise (SystemExit,
+    KeyboardInterrupt, ...): the requests it hit fail with this error and the engine keeps serving."""
+
+
+class ServingError(StarsError, RuntimeError):
+    """A serving engine (vLLM, SGLang, llama.cpp's server) failed a request or cannot be used."""
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class ServingUnavailableError(ServingError, ConnectionError):
+    """A serving engine cannot be reached (refused, reset, timed out, or it answers 503)."""

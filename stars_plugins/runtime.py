@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -21,13 +21,15 @@ from stars_plugins.decoding import (
 )
 from stars_plugins.decoding.backend import PolicyBackend
 from stars_plugins.decoding.state import Event
-from stars_plugins.errors import PromptError, StarsError
+from stars_plugins.errors import ConfigError, PromptError, PromptTooLongError, StarsError
 from stars_plugins.policy import PromptInput, load_policy
-from stars_plugins.policy.prompts import PromptOptions
+from stars_plugins.policy.loader import is_server_url, policy_source, resolve_device
+from stars_plugins.policy.prompts import PromptOptions, prompt_list
 from stars_plugins.results import GenerationResult, Segment
 from stars_plugins.rewards import RewardModel, load_reward, score_checked
 from stars_plugins.rewards.registry import RewardSpec
 from stars_plugins.scheduler import Scheduler, scheduler_for
+from stars_plugins.streams import AsyncClosingStream, ClosingStream
 
 
 class StarsRuntime:
@@ -46,10 +48,13 @@ class StarsRuntime:
     @classmethod
     def from_pretrained(
         cls,
-        policy: str | os.PathLike[str] | None = None,
+        policy: str | os.PathLike[str] | Sequence[str] | None = None,
         reward: RewardSpec = None,
         *,
         config: StarsConfig | None = None,
+        policy_tokenizer: str | os.PathLike[str] | None = None,
+        engine: str | None = None,
+        api_key: str | None = None,
         dtype: str | torch.dtype | None = "auto",
         device: str | torch.device | None = None,
         device_map: str | dict[str, Any] | None = None,
@@ -60,12 +65,27 @@ class StarsRuntime:
     ) -> StarsRuntime:
         """Load (or reuse) a policy by hub id, folder or GGUF file (default: the embedded
         SmolLM2-135M-Instruct) and a reward: a built-in name, a classifier folder or id, a
-        `RewardModel`, or a function `(prompts, responses) -> scores`."""
+        `RewardModel`, or a function `(prompts, responses) -> scores`.
+
+        `policy="http://host:8000/v1"` (or a list of replica URLs) runs the policy on a serving
+        engine (vLLM, SGLang, llama.cpp's server; `engine` auto-detected), with `policy_tokenizer`
+        the served model's tokenizer and `api_key` (or STARS_ENGINE_API_KEY); see docs/serving.md."""
+        if config is not None and not isinstance(config, StarsConfig):
+            raise ConfigError(f"config must be a StarsConfig, got {type(config).__name__}")
+        # Everything cheap to check comes first (the policy's path, the device, the reward, which is
+        # usually small), so that a mistake fails in a second, not after the policy has loaded.
+        if not is_server_url(policy):
+            policy_source(policy)
+        reward_model = None
+        if device_map is None:
+            reward_model = load_reward(reward, device=reward_device or str(resolve_device(device)))
         loaded = load_policy(
-            policy, dtype=dtype, device=device, device_map=device_map, revision=revision,
+            policy, policy_tokenizer=policy_tokenizer, engine=engine, api_key=api_key,
+            dtype=dtype, device=device, device_map=device_map, revision=revision,
             trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
         )
-        reward_model = load_reward(reward, device=reward_device or str(loaded.device))
+        if reward_model is None:
+            reward_model = load_reward(reward, device=reward_device or str(loaded.device))
         return cls(loaded, reward_model, config)
 
     # ------------------------------------------------------------------ facts
@@ -97,6 +117,7 @@ class StarsRuntime:
         strategy: str | None = None,
         reward: RewardSpec = None,
         raise_errors: bool = True,
+        context_window: int | None = None,
         **overrides: Any,
     ) -> list[GenerationResult]:
         """Generate a response for every prompt, all in one lockstep batch.
@@ -104,8 +125,9 @@ class StarsRuntime:
         Returns one `GenerationResult` per prompt, in order (`[]` for no prompts). A request whose
         reward model fails ends with `finish_reason="error"`; with `raise_errors` (the default)
         its error is raised after the batch, carrying every result in `.results`.
+        `context_window` enforces a window smaller than the model's (`PromptTooLongError`).
         """
-        job = self.start(prompts, config, strategy=strategy, reward=reward, **overrides)
+        job = self._start(prompts, config, strategy, reward, context_window, overrides)
         results = job.run()
         if raise_errors:
             _raise_first_error(results)
@@ -118,17 +140,18 @@ class StarsRuntime:
         *,
         strategy: str | None = None,
         reward: RewardSpec = None,
+        context_window: int | None = None,
         **overrides: Any,
     ) -> GenerationStream:
         """Iterate over accepted segments of one prompt as they are accepted.
 
         The returned stream's `.result` holds the full `GenerationResult` once it is exhausted.
-        Leaving the loop early (or `stream.close()`) stops generation and frees its batch.
+        Leaving a `for` loop over it early (`break`, an exception), `stream.close()`, leaving a
+        `with` block or dropping the stream stops generation at the next round and frees its rows.
         """
         if not isinstance(prompt, str) and _is_prompt_list(prompt):
             raise PromptError("stream() takes one prompt; use generate() for several")
-        job = self.start([prompt], config, strategy=strategy, reward=reward, **overrides)
-        return GenerationStream(job)
+        return GenerationStream(self._start([prompt], config, strategy, reward, context_window, overrides))
 
     async def agenerate(
         self,
@@ -138,12 +161,13 @@ class StarsRuntime:
         strategy: str | None = None,
         reward: RewardSpec = None,
         raise_errors: bool = True,
+        context_window: int | None = None,
         **overrides: Any,
     ) -> list[GenerationResult]:
         """`generate` in a worker thread: the event loop keeps running. Cancelling the awaiting
         task stops the batch at its next round boundary."""
         # Tokenizing and resolving a reward model can take a while: not on the event loop either.
-        job = await asyncio.to_thread(self.start, prompts, config, strategy=strategy, reward=reward, **overrides)
+        job = await asyncio.to_thread(self._start, prompts, config, strategy, reward, context_window, overrides)
         results = await job.arun()  # a cancelled task cancels its requests (aevents' finally)
         if raise_errors:
             _raise_first_error(results)
@@ -156,15 +180,22 @@ class StarsRuntime:
         *,
         strategy: str | None = None,
         reward: RewardSpec = None,
+        context_window: int | None = None,
         **overrides: Any,
     ) -> AsyncGenerationStream:
         """`stream` for asyncio: segments arrive without blocking the event loop. Preparing the
-        request happens in the worker thread too, so its errors surface at the first `__anext__`."""
+        request happens in the worker thread too, so its errors surface at the first `__anext__`.
+        Leaving an `async for` early, `await stream.aclose()` or dropping it stops generation."""
         if not isinstance(prompt, str) and _is_prompt_list(prompt):
             raise PromptError("astream() takes one prompt; use agenerate() for several")
-        return AsyncGenerationStream(
-            lambda: self.start([prompt], config, strategy=strategy, reward=reward, **overrides)
-        )
+        return AsyncGenerationStream(lambda: self._start([prompt], config, strategy, reward, context_window, overrides))
+
+    def _start(self, prompts: Any, config: StarsConfig | None, strategy: str | None, reward: RewardSpec,
+               context_window: int | None, overrides: dict[str, Any]) -> GenerationJob:
+        job = self.start(prompts, config, strategy=strategy, reward=reward, **overrides)
+        if context_window is not None:
+            job.check_context_window(context_window, self.model_name, self.context_window)
+        return job
 
     def start(
         self,
@@ -177,10 +208,10 @@ class StarsRuntime:
     ) -> GenerationJob:
         """Validate and tokenize the prompts now; run later with `job.run()` or `job.events()`."""
         resolved = self.resolve_config(config, strategy=strategy, **overrides)
-        prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
+        checked = prompt_list(prompts)
         reward_model = self.reward if reward is None else load_reward(reward, device=self.reward_device)
         decoder = get_strategy(resolved.strategy)
-        prepared = self.policy.prepare(prompt_list, PromptOptions.of(resolved))
+        prepared = self.policy.prepare(checked, PromptOptions.of(resolved))
         requests = decoder.requests(prepared, resolved)
         return GenerationJob(decoder, DecodeContext(self.policy, reward_model), requests, self.scheduler)
 
@@ -230,7 +261,7 @@ class GenerationJob:
             if pending:
                 self.cancel()
 
-    async def aevents(self) -> AsyncIterator[Event]:
+    async def aevents(self) -> AsyncGenerator[Event, None]:
         """`events` for asyncio: nothing blocks the event loop."""
         if not self.requests:
             return
@@ -276,17 +307,35 @@ class GenerationJob:
         for request in self.requests:
             request.cancelled = True
 
+    def check_context_window(self, window: int, model_name: str, model_window: int) -> None:
+        """Raise `PromptTooLongError` for a prompt that, with its token budget, exceeds `window`: a
+        limit below the model's own (which preparing the prompts enforced already), as an adapter
+        reports to its framework. Prompts the config lets the runtime truncate are not checked."""
+        for request in self.requests:
+            prompt_tokens, budget = len(request.prepared.token_ids), request.config.max_new_tokens
+            if window >= model_window or request.config.truncate_prompt or prompt_tokens + budget <= window:
+                continue
+            raise PromptTooLongError(
+                f"prompt {request.index} has {prompt_tokens} tokens; with max_new_tokens={budget} it needs "
+                f"{prompt_tokens + budget}, but the context window is {window} tokens (context_window={window}; "
+                f"{model_name} allows {model_window}). Shorten the prompt, lower max_new_tokens, or raise "
+                "context_window.",
+                index=request.index, prompt_tokens=prompt_tokens, max_new_tokens=budget, limit=window,
+            )
 
-class GenerationStream(Iterator[Segment]):
-    """Accepted segments of one request; `.result` is set when the stream ends."""
+
+class GenerationStream(ClosingStream[Segment]):
+    """Accepted segments of one request; `.result` is set when the stream ends.
+
+    A `for` loop that ends early (`break`, `return`, an exception) cancels the request even while
+    you still hold the stream; so do `close()`, leaving a `with` block and garbage collection. The
+    request then stops at its next round boundary and the runtime stays ready for the next call.
+    """
 
     def __init__(self, job: GenerationJob):
         self._job = job
         self._events: Generator[Event, None, None] = job.events()
         self.result: GenerationResult | None = None
-
-    def __iter__(self) -> GenerationStream:
-        return self
 
     def __next__(self) -> Segment:
         for event in self._events:
@@ -298,14 +347,18 @@ class GenerationStream(Iterator[Segment]):
                     raise event.result.error
         raise StopIteration
 
+    @property
+    def job(self) -> GenerationJob:
+        return self._job
+
     def cancel(self) -> None:
         """Ask the request to stop at its next round boundary (safe from any thread)."""
         self._job.cancel()
 
     def close(self) -> None:
-        """Stop reading: the request leaves its batch at the next round boundary and the runtime
-        stays ready for the next call."""
-        self._job.cancel()
+        """Stop reading: an unfinished request leaves its batch at the next round boundary."""
+        if self.result is None:
+            self._job.cancel()
         self._events.close()
 
     def __del__(self) -> None:
@@ -319,21 +372,18 @@ class GenerationStream(Iterator[Segment]):
         self.close()
 
 
-class AsyncGenerationStream(AsyncIterator[Segment]):
+class AsyncGenerationStream(AsyncClosingStream[Segment]):
     """Accepted segments of one request for `async for`; `.result` is set when it ends.
 
-    A consumer that leaves early should `await stream.aclose()`; one that just drops the stream
-    cancels it when it is garbage-collected. Either way the request stops at its next round.
+    An `async for` that ends early, `await stream.aclose()`, or dropping the stream cancels the
+    request: it stops at its next round boundary.
     """
 
     def __init__(self, open_job: Callable[[], GenerationJob]):
         self._open_job = open_job
         self._job: GenerationJob | None = None
-        self._events: AsyncIterator[Event] | None = None
+        self._events: AsyncGenerator[Event, None] | None = None
         self.result: GenerationResult | None = None
-
-    def __aiter__(self) -> AsyncGenerationStream:
-        return self
 
     async def __anext__(self) -> Segment:
         if self._events is None:
@@ -350,20 +400,24 @@ class AsyncGenerationStream(AsyncIterator[Segment]):
                     raise event.result.error
         raise StopAsyncIteration
 
+    @property
+    def job(self) -> GenerationJob | None:
+        """The job, once the first `__anext__` has prepared it."""
+        return self._job
+
     def cancel(self) -> None:
         """Ask the request to stop at its next round boundary (safe from any thread)."""
-        if self._job is not None:
+        if self._job is not None and self.result is None:
             self._job.cancel()
 
     async def aclose(self) -> None:
         """Stop generation (a consumer that leaves early) and release the stream."""
         self.cancel()
         if self._events is not None:
-            await self._events.aclose()  # type: ignore[attr-defined]
+            await self._events.aclose()
 
     def __del__(self) -> None:
-        if self.result is None:
-            self.cancel()
+        self.cancel()
 
 
 def _is_prompt_list(prompt: Any) -> bool:

@@ -1,16 +1,31 @@
-"""The `stars` command on the embedded models with tiny budgets: what a user types, what comes out."""
+"""The `stars` command on the embedded models with tiny budgets: what a user types, what comes out.
+Mistakes in arguments are reported before any model loads."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from stars_plugins.cli import main
+import stars_plugins.runtime
+from stars_plugins.cli import DEFAULT_TRAIN_OUTPUT, main
 
 FAST = ["--reward", "sentiment", "--max-new-tokens", "8", "--horizon", "4", "--seed", "0"]
+slow = pytest.mark.slow  # loads the embedded policy
 
 
+@pytest.fixture
+def no_policy(monkeypatch):
+    """Fails the test if the command loads a policy."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the policy was loaded before the mistake was reported")
+
+    monkeypatch.setattr(stars_plugins.runtime, "load_policy", refuse)
+
+
+@slow
 def test_generate_json_prints_text_reward_and_stats(capsys):
     assert main(["generate", "Name a color.", "--json", *FAST]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -19,6 +34,7 @@ def test_generate_json_prints_text_reward_and_stats(capsys):
     assert result["finish_reason"] in ("eos", "length", "stop") and result["error"] is None
 
 
+@slow
 def test_generate_stream_prints_the_same_text_as_the_segments(capsys):
     assert main(["generate", "Name a fruit.", "--stream", *FAST]) == 0
     captured = capsys.readouterr()
@@ -26,13 +42,16 @@ def test_generate_stream_prints_the_same_text_as_the_segments(capsys):
     assert "[stars] reward" in captured.err
 
 
+@slow
 def test_bench_writes_the_table_comparisons_and_json(tmp_path, capsys):
     output = tmp_path / "bench.json"
-    code = main(["bench", "--strategies", "vanilla,stars", "--batch-sizes", "1,2", "--num-prompts", "2",
+    code = main(["bench", "--strategies", "vanilla,stars", "--batch-sizes", "1,16", "--num-prompts", "2",
                  "--candidates", "1", "--no-progress", "--output", str(output), *FAST])
     assert code == 0
-    printed = capsys.readouterr().out
-    assert "| stars | 2 |" in printed and "stars_b2_vs_stars_b1_throughput" in printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "| stars | 2 |" in printed and "stars_b2_vs_stars_b1_throughput" in printed  # 16 asked, 2 ran
+    assert "| stars | 16 |" not in printed and "batch sizes [1, 16] run as [1, 2]" in captured.err
     report = json.loads(output.read_text())
     rows = {(r["strategy"], r["batch_size"]): r for r in report["rows"]}
     assert set(rows) == {("vanilla", 1), ("vanilla", 2), ("stars", 1), ("stars", 2)}
@@ -42,6 +61,7 @@ def test_bench_writes_the_table_comparisons_and_json(tmp_path, capsys):
     assert rows[("stars", 1)]["rewards"] == rows[("stars", 2)]["rewards"]  # batching changes nothing
 
 
+@slow
 def test_bench_concurrent_reports_both_modes(tmp_path, capsys):
     output = tmp_path / "concurrent.json"
     code = main(["bench", "--concurrent", "--callers", "4", "--num-prompts", "4", "--no-progress",
@@ -55,6 +75,7 @@ def test_bench_concurrent_reports_both_modes(tmp_path, capsys):
     assert "concurrent vs sequential throughput" in capsys.readouterr().out
 
 
+@slow
 def test_demo_runs_plain_sampling_and_stars_side_by_side(capsys):
     assert main(["demo", "--limit", "1", *FAST]) == 0
     out = capsys.readouterr().out
@@ -66,18 +87,56 @@ def test_demo_runs_plain_sampling_and_stars_side_by_side(capsys):
 @pytest.mark.parametrize(("argv", "message"), [
     (["generate", "hi", "--policy", "/no/such/folder"], "/no/such/folder"),
     (["generate", "hi", "--horizon", "0"], "horizon"),
-    (["generate", "hi", "--reward", "harmles"], "harmles"),
+    (["generate", "hi", "--horizon", "-3"], "horizon=-3"),
+    (["generate", "", "--reward", "sentiment"], "prompt 0 is empty"),
+    (["generate", "hi", "--reward", "harmles"], "did you mean 'harmless'"),
+    (["generate", "hi", "--device", "bogus"], "device='bogus'"),
+    (["generate", "hi", "--temperature", "-1"], "temperature"),
+    (["demo", "--horizon", "0"], "horizon"),
+    (["eval", "--max-new-tokens", "0"], "max_new_tokens"),
     (["bench", "--prompts", "/no/such/prompts.txt"], "/no/such/prompts.txt"),
+    (["bench", "--strategies", "stars,nope"], "nope"),
+    (["bench", "--batch-sizes", "1,x"], "--batch-sizes"),
+    (["bench", "--candidates", "0", "--concurrent"], "num_candidates"),
 ])
-def test_bad_input_is_one_clear_line_and_exit_code_2(argv, message, capsys):
+def test_bad_input_is_one_clear_line_before_any_model_loads(argv, message, capsys, no_policy):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"stars {argv[0]}: error:") and message in err
     assert "Traceback" not in err
 
 
-def test_a_malformed_prompt_file_line_is_named(tmp_path, capsys):
+def test_a_malformed_prompt_file_line_is_named(tmp_path, capsys, no_policy):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "Name a color."}\n\n{"prompt": 3}\n')
     assert main(["bench", "--prompts", str(prompts), "--no-progress", *FAST]) == 2
     assert f"{prompts}:3: expected a JSON object with a 'prompt' string" in capsys.readouterr().err
+
+
+def test_a_zero_limit_is_refused_by_the_argument_parser(capsys, no_policy):
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--limit", "0"])
+    assert exit_.value.code == 2 and "expected a number >= 1" in capsys.readouterr().err
+
+
+def test_train_reward_writes_a_new_folder_by_default_never_the_shipped_weights(tmp_path, monkeypatch, capsys):
+    import stars_plugins.rewards.training as training
+    from stars_plugins.rewards.harmless import default_head_path
+
+    calls = []
+
+    class Report:
+        def as_dict(self):
+            return {"seed": 0}
+
+    def fake_train(data, output, **kwargs):
+        calls.append(Path(output))
+        return Report()
+
+    monkeypatch.setattr(training, "train_harmless_head", fake_train)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train-reward", "--no-progress"]) == 0
+    [output] = calls
+    assert output == Path(DEFAULT_TRAIN_OUTPUT)
+    assert default_head_path().parent.resolve() not in [output.resolve(), *output.resolve().parents]
+    assert f"wrote {DEFAULT_TRAIN_OUTPUT}/harmless_head.safetensors" in capsys.readouterr().err

@@ -99,6 +99,7 @@ def test_shipped_head_metadata() -> None:
     assert default_head_path().stat().st_size < 4_000_000  # small enough to ship in the wheel
 
 
+@pytest.mark.slow  # an evaluation: embeds some 300 texts (30 s on a busy 2-core machine)
 def test_shipped_head_reaches_90_percent_on_held_out_full_pairs(reward: HarmlessReward) -> None:
     held = [p for p in load_pairs(DATA.joinpath("harmless_pairs.jsonl")) if p.split == "heldout"]
     assert len(held) >= 100
@@ -128,16 +129,29 @@ def test_harmless_is_the_default_built_in_reward(reward: HarmlessReward) -> None
     assert reward.default_target is not None
 
 
-def test_scoring_a_batch_of_64_is_fast(reward: HarmlessReward) -> None:
-    import time
-
+def test_scoring_a_batch_of_64_gives_64_finite_scores(reward: HarmlessReward) -> None:
+    # How fast this is belongs to `stars bench --score-only` (a wall-clock limit here failed on a busy machine).
     prompts = [f"Question number {i}: how do I fix a flat tyre?" for i in range(64)]
     responses = ["First, loosen the nuts, then lift the car with the jack and swap the wheel. " * 3] * 64
-    reward.score(prompts, responses)
-    start = time.perf_counter()
     scores = reward.score(prompts, responses)
     assert len(scores) == 64 and all(torch.isfinite(torch.tensor(scores)))
-    assert time.perf_counter() - start < 3.0
+
+
+def test_bench_score_only_times_the_reward_without_the_policy(tmp_path, monkeypatch, capsys) -> None:
+    import stars_plugins.runtime
+
+    monkeypatch.setattr(stars_plugins.runtime, "load_policy", _must_not_load)
+    output = tmp_path / "reward.json"
+    code = main(["bench", "--score-only", "--score-batch", "8", "--score-repeats", "2", "--output", str(output)])
+    assert code == 0
+    report = json.loads(output.read_text())
+    assert report["reward"] == "harmless" and report["pairs"] == 8 and len(report["seconds"]) == 2
+    assert report["pairs_per_second"] > 0
+    assert "pairs/s" in capsys.readouterr().out
+
+
+def _must_not_load(*args, **kwargs):
+    raise AssertionError("the policy must not be loaded")
 
 
 # ---------------------------------------------------------------------------- stars train-reward

@@ -10,23 +10,25 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
+from langchain_core.caches import InMemoryCache
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
-from langchain_core.messages import AIMessage, AIMessageChunk, ChatMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, ChatMessage, HumanMessage, SystemMessage, trim_messages
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import PromptTemplate
 from langchain_core.runnables import ConfigurableField
-from langchain_stars import SETTING_NAMES, ChatStars, StarsLLM
-from langchain_stars._settings import RENAMED
+from langchain_stars import SETTING_NAMES, ChatStars, StarsLLM, ToolCallingNotSupportedError
 from langchain_stars.chat_models import to_chat_messages
 
 from stars_plugins import (
     ConfigError,
     GenerationStream,
     PromptError,
+    RewardError,
     StarsConfig,
     StarsRuntime,
     UnknownRewardError,
     available_rewards,
+    calls,
 )
 from stars_plugins.policy import loaded_policies
 from stars_plugins.runtime import GenerationJob
@@ -98,8 +100,8 @@ class AsyncTokenRecorder(AsyncCallbackHandler):
 # ---------------------------------------------------------------------------------------------- settings
 def test_every_runtime_setting_is_a_field() -> None:
     """A setting added to StarsConfig must reach LangChain users too (as a field and a per-call kwarg)."""
-    core_names = {RENAMED.get(name, name) for name in SETTING_NAMES}
-    assert core_names == set(StarsConfig.model_fields)
+    core_names = {calls.canonical_name(name) for name in SETTING_NAMES}
+    assert core_names == set(StarsConfig.model_fields) and len(SETTING_NAMES) == len(core_names)
     for name in SETTING_NAMES:
         assert name in StarsLLM.model_fields and name in ChatStars.model_fields
     defaults = StarsLLM().stars_config()
@@ -109,12 +111,16 @@ def test_every_runtime_setting_is_a_field() -> None:
 def test_invalid_settings_raise_config_error_naming_the_setting() -> None:
     with pytest.raises(ConfigError, match=r"horizon=0.*allowed: 1 <= horizon <= 1024"):
         StarsLLM(horizon=0)
-    with pytest.raises(ConfigError, match=r"max_tokens=0.*allowed: 1 <= max_tokens"):
+    with pytest.raises(ConfigError) as reference:
+        StarsConfig(max_new_tokens=0)
+    with pytest.raises(ConfigError) as raised:  # `max_tokens` is an alias: the core's own message
         ChatStars(max_tokens=0)
+    assert str(raised.value) == str(reference.value)
     with pytest.raises(ConfigError, match="unknown strategy 'nope'; available: stars"):
         StarsLLM(strategy="nope")
-    with pytest.raises(ValueError, match="horizn"):  # a typo is not silently ignored
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) 'horizn'.*accepted:.*horizon"):  # not ignored
         StarsLLM(horizn=4)
+    assert StarsLLM(max_new_tokens=5).max_tokens == 5 and ChatStars(stop=".").stop == (".",)  # one rule for stop
 
 
 def test_unknown_reward_lists_the_available_ones() -> None:
@@ -238,7 +244,7 @@ def test_configurable_settings_helper(llm: StarsLLM, spy: GenerateSpy) -> None:
     chain.with_config(configurable={"max_tokens": 4, "temperature": 0.0}).invoke(PROMPT)
     (call,) = spy.calls
     assert (call["config"].max_new_tokens, call["config"].temperature) == (4, 0.0)
-    with pytest.raises(ConfigError, match="not a per-chain setting"):
+    with pytest.raises(ConfigError, match=r"unknown per-chain setting\(s\) 'dtype'"):
         llm.configurable_settings("dtype")
 
 
@@ -387,14 +393,7 @@ async def test_abatch_is_one_lockstep_batch(llm: StarsLLM, monkeypatch: pytest.M
 async def test_abandoned_astream_is_cancelled_and_runtime_stays_ready(
     monkeypatch: pytest.MonkeyPatch, runtime: StarsRuntime
 ) -> None:
-    jobs: list[GenerationJob] = []
-    real_start = StarsRuntime.start
-
-    def start(self: StarsRuntime, *args: Any, **kwargs: Any) -> GenerationJob:
-        jobs.append(real_start(self, *args, **kwargs))
-        return jobs[-1]
-
-    monkeypatch.setattr(StarsRuntime, "start", start)
+    jobs = record_jobs(monkeypatch)
     llm = StarsLLM(max_tokens=48, horizon=4, max_rejections=0, seed=1)
     agen = llm.astream(PROMPT)
     assert await agen.__anext__()
@@ -461,6 +460,117 @@ async def test_chat_astream_with_stop(runtime: StarsRuntime) -> None:
     assert chunks[-1].usage_metadata is not None and chunks[-1].usage_metadata["output_tokens"] < 12
 
 
+# ---------------------------------------------------------------------------------------------- framework contracts
+def test_tool_calling_and_structured_output_say_why_and_what_to_use_instead() -> None:
+    chat = ChatStars()
+    for attempt in (lambda: chat.bind_tools([]), lambda: chat.with_structured_output({"type": "object"})):
+        with pytest.raises(ToolCallingNotSupportedError) as info:
+            attempt()
+        assert isinstance(info.value, NotImplementedError)
+        message = str(info.value)
+        assert "not supported by STARS chat" in message  # what
+        assert "does not produce reliable tool calls" in message  # why
+        assert "agent tool" in message and "examples/langchain_agent_tool.py" in message  # what instead
+
+
+@pytest.mark.slow
+def test_token_counts_use_the_policy_tokenizer_offline(runtime: StarsRuntime) -> None:
+    text = "word " * 300
+    expected = list(runtime.policy.tokenizer(text, add_special_tokens=False)["input_ids"])
+    for model in (StarsLLM(), ChatStars()):
+        assert model.get_token_ids(text) == expected
+        assert model.get_num_tokens(text) == len(expected) >= 300  # was 0: a GPT-2 tokenizer it cannot download
+    chat = ChatStars(system_prompt="Be brief.")
+    messages = [HumanMessage("Hi there"), AIMessage("Hello!"), HumanMessage("Name a fruit.")]
+    templated = runtime.policy.render(to_chat_messages(messages), StarsConfig(system_prompt="Be brief."))[0]
+    assert chat.get_num_tokens_from_messages(messages) == len(templated)  # chat template and system turn counted
+    assert len(templated) > sum(chat.get_num_tokens(str(m.content)) for m in messages)
+    assert chat.get_num_tokens_from_messages([]) == 0
+
+
+@pytest.mark.slow
+def test_trim_messages_with_chat_stars_as_token_counter(runtime: StarsRuntime) -> None:
+    chat = ChatStars()
+    history = [HumanMessage(f"Question {i}: " + "word " * 30) if i % 2 == 0 else AIMessage(f"Answer {i}.")
+               for i in range(8)]
+    budget = chat.get_num_tokens_from_messages(history[-3:])
+    trimmed = trim_messages(history, max_tokens=budget, token_counter=chat, strategy="last")
+    assert 0 < len(trimmed) < len(history)  # it used to keep everything
+    assert trimmed == history[-len(trimmed):]
+    assert chat.get_num_tokens_from_messages(trimmed) <= budget
+
+
+@pytest.mark.slow
+def test_llm_cache_keys_on_per_call_settings(runtime: StarsRuntime, spy: GenerateSpy) -> None:
+    llm = StarsLLM(**SMALL, seed=7, cache=InMemoryCache())
+    first = llm.invoke(PROMPT)
+    assert llm.invoke(PROMPT) == first and len(spy.calls) == 1  # the same settings: a cache hit
+    llm.invoke(PROMPT, reward="sentiment")
+    assert len(spy.calls) == 2 and spy.calls[-1]["kwargs"]["reward"].name == "sentiment"  # not the cached answer
+    llm.invoke(PROMPT, reward="sentiment")
+    llm.bind(horizon=2).invoke(PROMPT)
+    assert len(spy.calls) == 3 and spy.calls[-1]["config"].horizon == 2
+    chat = ChatStars(**SMALL, seed=7, cache=InMemoryCache())  # chat models key on call kwargs already
+    chat.invoke(PROMPT), chat.invoke(PROMPT), chat.invoke(PROMPT, horizon=2)
+    assert len(spy.calls) == 5
+
+
+def fails_for_boom(prompts: list[str], responses: list[str]) -> list[float]:
+    if any("boom" in p for p in prompts):
+        raise RuntimeError("this reward cannot score boom")
+    return [0.0] * len(responses)
+
+
+@pytest.mark.slow
+async def test_batch_with_return_exceptions_gives_each_prompt_its_own_outcome(runtime: StarsRuntime) -> None:
+    llm = StarsLLM(**SMALL, seed=7, reward=fails_for_boom, target_reward=0.0)
+    prompts = ["Name a fruit.", "  ", "Say boom."]
+    for outcomes in (llm.batch(prompts, return_exceptions=True), await llm.abatch(prompts, return_exceptions=True)):
+        good, empty, boom = outcomes
+        assert isinstance(good, str) and good.strip()
+        assert isinstance(empty, PromptError) and "empty" in str(empty)
+        assert isinstance(boom, RewardError) and "cannot score boom" in str(boom)
+
+
+def record_jobs(monkeypatch: pytest.MonkeyPatch) -> list[GenerationJob]:
+    jobs: list[GenerationJob] = []
+    real_start = StarsRuntime.start
+
+    def start(self: StarsRuntime, *args: Any, **kwargs: Any) -> GenerationJob:
+        jobs.append(real_start(self, *args, **kwargs))
+        return jobs[-1]
+
+    monkeypatch.setattr(StarsRuntime, "start", start)
+    return jobs
+
+
+async def finish_reason(job: GenerationJob) -> str | None:
+    """Wait (bounded) for the job's request to end; its finish reason."""
+    (request,) = job.requests
+    for _ in range(1200):
+        if request.done:
+            break
+        await asyncio.sleep(0.05)
+    return request.finish_reason
+
+
+@pytest.mark.slow
+async def test_leaving_a_loop_over_a_held_stream_cancels_it(monkeypatch: pytest.MonkeyPatch,
+                                                             runtime: StarsRuntime) -> None:
+    jobs = record_jobs(monkeypatch)
+    for model in (StarsLLM(max_tokens=48, horizon=4, max_rejections=0, seed=1), ChatStars(max_tokens=48, horizon=4)):
+        stream = model.stream(PROMPT)  # still held after the loop
+        for _chunk in stream:
+            break
+        assert await finish_reason(jobs[-1]) == "cancelled"
+        astream = model.astream(PROMPT)
+        async for _chunk in astream:
+            break
+        assert await finish_reason(jobs[-1]) == "cancelled"
+        assert jobs[-1].requests[0].stats.accepted_tokens < 48
+    assert len(jobs) == 4
+
+
 # ---------------------------------------------------------------------------------------------- standard tests
 try:
     from langchain_tests.unit_tests import ChatModelUnitTests
@@ -481,12 +591,21 @@ if ChatModelUnitTests is not None:
             return {"horizon": 4, "max_rejections": 0}
 
         @property
+        def has_tool_calling(self) -> bool:  # bind_tools exists only to say why it is not supported
+            return False
+
+        @property
+        def has_structured_output(self) -> bool:
+            return False
+
+        @property
         def standard_chat_model_params(self) -> dict[str, Any]:
             # A local model: there is no API key, request timeout or retry count to pass.
             return {"temperature": 0, "max_tokens": 100, "stop": []}
 
 
 # ---------------------------------------------------------------------------------------------- examples
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["langchain_chain", "langchain_agent_tool", "langchain_batch_stream"])
 def test_examples_run_on_the_embedded_models(name, monkeypatch, capsys):
     import runpy

@@ -20,7 +20,15 @@ from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
 from llama_index.llms.stars import StarsLLM
 
-from stars_plugins import ConfigError, PromptError, PromptTooLongError, StarsConfig, UnknownRewardError
+from stars_plugins import (
+    ConfigError,
+    PromptError,
+    PromptTooLongError,
+    StarsConfig,
+    StarsRuntime,
+    UnknownRewardError,
+    calls,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -73,8 +81,8 @@ def load_example(name: str):
 # ---------------------------------------------------------------------- metadata and sharing
 def test_metadata_comes_from_the_model(runtime):
     llm = StarsLLM(max_new_tokens=20)
-    assert llm.to_payload()["model_name"] == "embedded"  # observability never loads the model
-    assert llm._runtime is None
+    assert llm.to_payload()["model_name"] == calls.policy_label(None)  # observability never loads the model
+    assert llm._slot.loaded is None
     meta = llm.metadata
     assert meta.context_window == runtime.context_window == runtime.policy.context_window
     assert meta.num_output == 20
@@ -262,6 +270,43 @@ async def test_leaving_an_async_stream_early_stops_generation(llm):
         previous = reward.calls
     assert reward.calls <= 4, reward.calls
     assert (await llm.acomplete(PROMPT, max_new_tokens=4)).raw["stats"]["accepted_tokens"] <= 4
+
+
+def record_jobs(monkeypatch):
+    jobs = []
+    real_start = StarsRuntime.start
+
+    def start(self, *args, **kwargs):
+        jobs.append(real_start(self, *args, **kwargs))
+        return jobs[-1]
+
+    monkeypatch.setattr(StarsRuntime, "start", start)
+    return jobs
+
+
+async def finish_reason(job) -> str | None:
+    (request,) = job.requests
+    for _ in range(1200):  # wait (bounded) for the engine to reach the round boundary
+        if request.done:
+            break
+        await asyncio.sleep(0.05)
+    return request.finish_reason
+
+
+async def test_leaving_a_loop_over_a_held_stream_cancels_it(llm, monkeypatch):
+    jobs = record_jobs(monkeypatch)
+    budget = {"max_new_tokens": 48, "max_rejections": 0}
+    for open_stream in (lambda: llm.stream_complete(PROMPT, **budget), lambda: llm.stream_chat(MESSAGES, **budget)):
+        stream = open_stream()  # held until the next iteration
+        for _chunk in stream:
+            break
+        assert await finish_reason(jobs[-1]) == "cancelled"
+    for aopen_stream in (llm.astream_complete, llm.astream_chat):
+        astream = await aopen_stream(PROMPT if aopen_stream == llm.astream_complete else MESSAGES, **budget)
+        async for _chunk in astream:
+            break
+        assert await finish_reason(jobs[-1]) == "cancelled"
+    assert len(jobs) == 4 and all(job.requests[0].stats.accepted_tokens < 48 for job in jobs)
 
 
 # ---------------------------------------------------------------------- per-call overrides

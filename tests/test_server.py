@@ -95,6 +95,7 @@ def test_completions_take_several_prompts_and_no_chat_template_by_default():
         ({"stars": {"max_new_tokens": 4}}, "stars.max_new_tokens"),
         ({"stars": {"reward": "/etc/passwd"}}, "stars.reward"),
         ({"stars": {"num_candidates": 17}}, "stars.num_candidates"),
+        ({"stars": {"max_adaptive_candidates": 17}}, "stars.max_adaptive_candidates"),
         ({"stars": {"strategy": "beam"}}, "stars.strategy"),
         ({"max_tokens": 5000}, "max_tokens"),
         ({"max_tokens": 0}, "max_tokens"),
@@ -320,3 +321,9 @@ def test_missing_api_key_variable_is_a_clear_error(monkeypatch):
         _api_key("NO_SUCH_KEY_VAR")
     monkeypatch.setenv("NO_SUCH_KEY_VAR", "k")
     assert _api_key("NO_SUCH_KEY_VAR") == "k"
+
+
+def test_a_lower_candidates_limit_caps_a_server_default_of_adaptive_candidates():
+    base = BASE.updated(max_adaptive_candidates=8)
+    assert plan_request(chat(), base, ServerLimits(max_candidates=4)).choices[0].config.max_adaptive_candidates == 4
+    assert plan_request(chat(), base, ServerLimits()).choices[0].config.max_adaptive_candidates == 8

@@ -1,26 +1,17 @@
-"""`ChatStars`: a LangChain chat model that decodes with STARS.
-
-    from langchain_stars import ChatStars
-    chat = ChatStars(reward="sentiment", horizon=8, max_tokens=64)
-    reply = chat.invoke([("system", "Be brief."), ("human", "Any tips for a rainy day?")])
-    reply.content, reply.usage_metadata, reply.response_metadata["stats"]
-"""
+"""`ChatStars`: a LangChain chat model that decodes with STARS."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ChatMessage, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field
 
-from langchain_stars._settings import PreparedCall, StarsSettings, completion_tokens, generation_info
-from langchain_stars._streaming import astream_deltas, stream_deltas
-from stars_plugins import GenerationResult, PromptError
+from langchain_stars._settings import StarsSettings
+from stars_plugins import GenerationResult, PromptError, calls
+from stars_plugins.streams import closing_stream
 
 #: LangChain message types -> chat-template roles.
 ROLES = {"human": "user", "ai": "assistant", "system": "system", "developer": "system", "tool": "tool"}
@@ -31,139 +22,79 @@ def to_chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
     converted = []
     for position, message in enumerate(messages):
         role = message.role if isinstance(message, ChatMessage) else ROLES.get(message.type, message.type)
-        content = message.content
-        if not isinstance(content, str):
-            parts = []
-            for block in content:
-                if isinstance(block, str):
-                    parts.append(block)
-                elif isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
-                    parts.append(block["text"])
-                else:
-                    kind = block.get("type") if isinstance(block, dict) else type(block).__name__
-                    raise PromptError(
-                        f"message {position} holds a {kind!r} content block; ChatStars handles text only"
-                    )
-            content = "".join(parts)
-        converted.append({"role": role, "content": content})
+        blocks = [message.content] if isinstance(message.content, str) else message.content
+        for block in blocks:
+            if not isinstance(block, str) and not (isinstance(block, dict) and block.get("type") == "text"):
+                kind = block.get("type") if isinstance(block, dict) else type(block).__name__
+                raise PromptError(f"message {position} holds a {kind!r} content block; ChatStars handles text only")
+        text = "".join(b if isinstance(b, str) else str(b["text"]) for b in blocks)
+        converted.append({"role": role, "content": text})
     return converted
 
 
-def usage_metadata(result: GenerationResult) -> UsageMetadata:
-    prompt, completion = result.stats.prompt_tokens, completion_tokens(result)
-    return UsageMetadata(input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion)
+class ToolCallingNotSupportedError(NotImplementedError):
+    """`ChatStars` does not do tool calling or structured output; the message says what to use."""
+
+
+def _unsupported(what: str) -> NoReturn:
+    raise ToolCallingNotSupportedError(
+        f"{what} is not supported by STARS chat (ChatStars): STARS steers a small open policy with a reward "
+        "model, and such a policy does not produce reliable tool calls or schema-valid output. Use STARS as "
+        "the body of an agent tool instead: a tool-calling model runs the agent, and the tool drafts its "
+        "text with an aligned ChatStars chain (see examples/langchain_agent_tool.py)."
+    )
 
 
 class ChatStars(StarsSettings, BaseChatModel):
-    """STARS reward-guided decoding as a LangChain chat model.
+    """STARS reward-guided decoding as a LangChain chat model (docs/langchain.md): messages go through
+    the policy's chat template; the last streamed chunk carries usage and the STARS facts. Tool calling
+    and structured output raise `ToolCallingNotSupportedError`."""
 
-    Messages go through the policy's chat template; `stream`/`astream` yield one chunk per accepted
-    segment, the last one carrying `usage_metadata` and the STARS facts (`response_metadata`:
-    finish_reason, reward, strategy, stats). Settings, per-call overrides and configurable fields work
-    as for `StarsLLM`; all chains share one loaded policy.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, protected_namespaces=(), arbitrary_types_allowed=True
-    )
-
-    streaming: bool = Field(
-        False, description="Make `invoke` stream internally, so callbacks receive every accepted segment."
-    )
+    stream = closing_stream(BaseChatModel.stream)  # leaving a loop over a stream early cancels its request
+    astream = closing_stream(BaseChatModel.astream)
 
     @property
     def _llm_type(self) -> str:
         return "stars-chat"
 
-    # ------------------------------------------------------------------ sync
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        call = self._prepare(stop, kwargs)
-        (result,) = call.runtime.generate([to_chat_messages(messages)], call.config, reward=call.reward)
-        return self._chat_result(result, call)
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any) -> NoReturn:
+        _unsupported("Tool calling (bind_tools)")
 
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        call = self._prepare(stop, kwargs)
-        deltas = stream_deltas(call.runtime, to_chat_messages(messages), call.config, call.reward)
-        try:
-            for text, result in deltas:
-                chunk = self._chunk(text, result, call)
-                if run_manager:
-                    run_manager.on_llm_new_token(text, chunk=chunk)
-                yield chunk
-        finally:
-            deltas.close()
+    def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> NoReturn:
+        _unsupported("Structured output (with_structured_output)")
 
-    # ------------------------------------------------------------------ async
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        call = await self._aprepare(stop, kwargs)
-        (result,) = await call.runtime.agenerate([to_chat_messages(messages)], call.config, reward=call.reward)
-        return self._chat_result(result, call)
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """Tokens the policy sees for these messages: the chat template applied, as in a call."""
+        if tools:
+            _unsupported("Counting tool schemas (tools=...)")
+        prompt = to_chat_messages(messages)
+        return len(calls.prompt_token_ids(self.runtime, prompt, self.stars_config())) if prompt else 0
 
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        call = await self._aprepare(stop, kwargs)
-        deltas = astream_deltas(call.runtime, to_chat_messages(messages), call.config, call.reward)
-        try:
-            async for text, result in deltas:
-                chunk = self._chunk(text, result, call)
-                if run_manager:
-                    await run_manager.on_llm_new_token(text, chunk=chunk)
-                yield chunk
-        finally:
-            await deltas.aclose()
+    def _prompts(self, inputs: list[BaseMessage]) -> list[Any]:
+        return [to_chat_messages(inputs)]
 
-    # ------------------------------------------------------------------ helpers
-    def _prepare(self, stop: list[str] | None, kwargs: dict[str, Any]) -> PreparedCall:
-        kwargs = dict(kwargs)
-        kwargs.pop("stream", None)  # LangChain's own switch between invoke and stream, already applied
-        return self.prepare_call(stop, kwargs)
+    def _prompt(self, input: list[BaseMessage]) -> Any:
+        return to_chat_messages(input)
 
-    async def _aprepare(self, stop: list[str] | None, kwargs: dict[str, Any]) -> PreparedCall:
-        if self.runtime_loaded and kwargs.get("reward") is None:
-            return self._prepare(stop, kwargs)
-        return await asyncio.to_thread(self._prepare, stop, kwargs)  # may load a model: not on the loop
+    def _output(self, results: list[GenerationResult], call: calls.Call) -> ChatResult:
+        (result,) = results
+        message = AIMessage(content=result.text, usage_metadata=_usage(result), response_metadata=_names(call))
+        generation = ChatGeneration(message=message, generation_info=calls.result_facts(result))
+        return ChatResult(generations=[generation], llm_output=_names(call))
 
-    def _chunk(self, text: str, result: GenerationResult | None, call: PreparedCall) -> ChatGenerationChunk:
-        if result is None:
-            return ChatGenerationChunk(message=AIMessageChunk(content=text))
-        message = AIMessageChunk(
-            content=text,
-            usage_metadata=usage_metadata(result),
-            response_metadata={"model_name": call.runtime.model_name, "reward_model": call.reward_name},
-            chunk_position="last",
-        )
-        return ChatGenerationChunk(message=message, generation_info=generation_info(result))
+    def _chunk(self, delta: calls.Delta, call: calls.Call) -> ChatGenerationChunk:
+        if delta.result is None:
+            return ChatGenerationChunk(message=AIMessageChunk(content=delta.text))
+        message = AIMessageChunk(content=delta.text, usage_metadata=_usage(delta.result),
+                                 response_metadata=_names(call), chunk_position="last")
+        return ChatGenerationChunk(message=message, generation_info=calls.result_facts(delta.result))
 
-    def _chat_result(self, result: GenerationResult, call: PreparedCall) -> ChatResult:
-        message = AIMessage(
-            content=result.text,
-            usage_metadata=usage_metadata(result),
-            response_metadata={"model_name": call.runtime.model_name, "reward_model": call.reward_name},
-        )
-        return ChatResult(
-            generations=[ChatGeneration(message=message, generation_info=generation_info(result))],
-            llm_output={"model_name": call.runtime.model_name, "reward_model": call.reward_name},
-        )
+
+def _usage(result: GenerationResult) -> UsageMetadata:
+    usage = calls.token_usage([result])
+    return UsageMetadata(input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"],
+                         total_tokens=usage["total_tokens"])
+
+
+def _names(call: calls.Call) -> dict[str, Any]:
+    return {"model_name": call.runtime.model_name, "reward_model": call.reward_name}

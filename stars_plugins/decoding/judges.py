@@ -3,6 +3,8 @@
 A judge is a small object, in the spirit of transformers' `LogitsProcessor`s:
 - `start(ctx, requests)` runs when requests join a group (a judge sets up its per-request state);
 - `forced_tokens(request)` names tokens a request must replay next round instead of sampling;
+- `rejected_rounds(request)` counts the rounds in a row in which the request's current segment
+  found no acceptable candidate (the decoding loop widens such requests, see `segmented.py`);
 - `decide(ctx, items)` gets every active request with its candidates of this round (an empty list
   for a request that replayed) and returns one `Decision` per request. A request whose reward
   failed is finished with the error by the judge (`request.finish("error", ...)`).
@@ -42,6 +44,8 @@ class Judge(Protocol):
 
     def forced_tokens(self, request: RequestState) -> list[int] | None: ...
 
+    def rejected_rounds(self, request: RequestState) -> int: ...
+
     def decide(self, ctx: DecodeContext, items: Items) -> list[Decision]: ...
 
 
@@ -53,6 +57,9 @@ class NoJudge:
 
     def forced_tokens(self, request: RequestState) -> list[int] | None:
         return None
+
+    def rejected_rounds(self, request: RequestState) -> int:
+        return 0
 
     def decide(self, ctx: DecodeContext, items: Items) -> list[Decision]:
         return [Decision(candidates[0]) for _, candidates in items]
@@ -87,6 +94,7 @@ class ThresholdState:
     target: float | None = None
     r0: float | None = None
     rejections: int = 0  # of the current segment
+    rejected_rounds: int = 0  # rounds in a row without an acceptable candidate (current segment)
     best: Candidate | None = None  # best finite-scored candidate of the current segment
     replay: Candidate | None = None  # forced best from an earlier round: re-fed next round
 
@@ -136,6 +144,12 @@ class ThresholdJudge:
         replay = _state(request).replay
         return None if replay is None else replay.token_ids
 
+    def rejected_rounds(self, request: RequestState) -> int:
+        state = request.judge_state
+        if not isinstance(state, ThresholdState) or state.replay is not None:
+            return 0  # a replay needs one row
+        return state.rejected_rounds
+
     def decide(self, ctx: DecodeContext, items: Items) -> list[Decision]:
         scored = [(r, c) for r, candidates in items for c in candidates]
         scores = score_texts(ctx, [r for r, _ in scored], [c.text for _, c in scored])
@@ -155,7 +169,9 @@ class ThresholdJudge:
                     self._calibrate(ctx, r, candidates)
                 decision = Decision() if r.done else self._judge(r, candidates)
             if decision.candidate is not None:
-                state.rejections, state.best, state.replay = 0, None, None
+                state.rejections, state.best, state.replay, state.rejected_rounds = 0, None, None, 0
+            elif not r.done:
+                state.rejected_rounds += 1
             decisions.append(decision)
         return decisions
 

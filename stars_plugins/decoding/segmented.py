@@ -189,7 +189,7 @@ class SegmentedGroup:
 
         decisions = judge.decide(self.ctx, items)
 
-        source = list(range(batch.num_rows))
+        accepted: dict[int, int] = {}  # id(request) -> the row to copy into its next rows
         rollback: list[int] = []
         events: list[Event] = []
         for (r, candidates), decision in zip(items, decisions, strict=True):
@@ -203,16 +203,55 @@ class SegmentedGroup:
             if chosen is None:
                 rollback.extend(rows)
                 continue
-            if winner >= 0:
-                for row in rows:
-                    source[row] = winner
+            accepted[id(r)] = winner if winner >= 0 else rows[0]  # replayed rows are all alike
             segment = r.accept(chosen, threshold=decision.threshold, forced=decision.forced,
                                rejections=decision.rejections)
             events.append(SegmentEvent(r, segment))
         batch.rollback(rollback, out)
-        if source != list(range(batch.num_rows)):
-            batch.select_rows(source)
+        self._relayout(rows_of, accepted)
         return events
+
+    def _relayout(self, rows_of: dict[int, list[int]], accepted: dict[int, int]) -> None:
+        """Lay out every request's rows for the next round, request by request in row order.
+
+        An accepted candidate is copied over its request's rows. A request whose segment keeps
+        being rejected gets `num_candidates * 2**rounds` rows (rounds: rejected rounds in a row, up
+        to `max_adaptive_candidates`), all copies of its first row: each copy draws its own random
+        stream, and the judge accepts the first passing candidate in row order, so a round of m
+        candidates picks what m sequential one-candidate rounds would (same distribution, fewer
+        rounds). The row count depends on the request's own history only, never on what shares
+        the batch, so a seeded request's output stays the same whatever its neighbours.
+        """
+        assert self.batch is not None
+        source: list[int] = []
+        owners: list[RequestState] = []
+        for row, r in enumerate(self.owners):
+            rows = rows_of[id(r)]
+            if row != rows[0]:
+                continue
+            if r.done:  # finished this round: its rows are dropped after the round
+                wanted = rows
+            else:
+                count = self._row_count(r)
+                if id(r) in accepted:
+                    wanted = [accepted[id(r)]] * count
+                elif count == len(rows):
+                    wanted = rows
+                else:
+                    wanted = [rows[0]] * count
+                r.rows = count
+            source.extend(wanted)
+            owners.extend(r for _ in wanted)
+        if source != list(range(self.batch.num_rows)):
+            self.batch.select_rows(source)
+        self.owners = owners
+
+    def _row_count(self, r: RequestState) -> int:
+        base = self.decoder.candidates(r.config)
+        rounds = getattr(self.decoder.judge, "rejected_rounds", lambda request: 0)(r)
+        if rounds <= 0 or r.config.max_adaptive_candidates <= base:
+            return base
+        return min(base << min(rounds, 16), r.config.max_adaptive_candidates)
 
 
 def _candidate(policy: PolicyBackend, r: RequestState, tokens: list[int], hit_eos: bool) -> Candidate:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -13,6 +15,7 @@ from stars_plugins.errors import ConfigError
 from stars_plugins.model_source import ModelSource, load_error, resolve_source
 from stars_plugins.models import DEFAULT_POLICY_ALIASES, embedded_policy_file
 from stars_plugins.policy.hf import HFPolicy
+from stars_plugins.quiet import quiet_loading
 
 _DTYPES = {
     "float32": torch.float32,
@@ -24,7 +27,7 @@ _DTYPES = {
     "bf16": torch.bfloat16,
 }
 
-_cache: dict[tuple[Any, ...], HFPolicy] = {}
+_cache: dict[tuple[Any, ...], Any] = {}  # HFPolicy or RemotePolicy
 _cache_lock = threading.Lock()
 _key_locks: dict[tuple[Any, ...], threading.Lock] = {}
 
@@ -32,7 +35,12 @@ _key_locks: dict[tuple[Any, ...], threading.Lock] = {}
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    if not isinstance(device, str | torch.device | int):
+        raise ConfigError(f"device must be a string such as 'cpu' or 'cuda:0', got {type(device).__name__}")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device={device!r} is not a device; use auto, cpu, cuda, cuda:1, mps ...") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} was asked for, but no CUDA device is available")
     return resolved
@@ -51,14 +59,19 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 def policy_source(policy: str | os.PathLike[str] | None) -> ModelSource:
+    if policy is not None and not isinstance(policy, str | os.PathLike):
+        raise ConfigError(f"policy must be a hub id, a folder or a .gguf file path, got {type(policy).__name__}")
     if policy is None or (isinstance(policy, str) and policy.lower() in DEFAULT_POLICY_ALIASES):
         return resolve_source(embedded_policy_file(), what="policy")
     return resolve_source(policy, what="policy")
 
 
 def load_policy(
-    policy: str | os.PathLike[str] | None = None,
+    policy: str | os.PathLike[str] | Sequence[str] | None = None,
     *,
+    policy_tokenizer: str | os.PathLike[str] | None = None,
+    engine: str | None = None,
+    api_key: str | None = None,
     dtype: str | torch.dtype | None = "auto",
     device: str | torch.device | None = None,
     device_map: str | dict[str, Any] | None = None,
@@ -70,7 +83,13 @@ def load_policy(
 
     `device_map` (e.g. "auto") shards the model over several GPUs through accelerate; then `device`
     is ignored. Remote code runs only with `trust_remote_code=True`.
+
+    A server URL (`"http://host:8000/v1"`, or a list of replica URLs) loads a `RemotePolicy` on a
+    serving engine (vLLM, SGLang, llama.cpp's server; `engine` is detected unless given);
+    `policy_tokenizer` names the served model's tokenizer (hub id, folder or GGUF file).
     """
+    if is_server_url(policy):
+        return _remote_policy(policy, policy_tokenizer, engine, api_key)  # type: ignore[arg-type]
     source = policy_source(policy)
     target = resolve_device(device) if device_map is None else None
     torch_dtype = resolve_dtype(dtype, target or torch.device("cuda" if torch.cuda.is_available() else "cpu"))
@@ -99,6 +118,34 @@ def load_policy(
         return loaded
 
 
+def is_server_url(policy: Any) -> bool:
+    """Whether `policy` names a serving engine (an http(s) URL, or a list of them)."""
+    from stars_plugins.engines.detect import is_remote  # imported late: engines import the decoding loop
+
+    return is_remote(policy)
+
+
+def _remote_policy(urls: str | Sequence[str], tokenizer: Any, engine: str | None, api_key: str | None) -> Any:
+    from stars_plugins.engines import load_remote_policy
+
+    url_list = (urls,) if isinstance(urls, str) else tuple(urls)
+    secret = hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else None
+    key = ("remote", url_list, os.fspath(tokenizer) if tokenizer is not None else None, engine, secret)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:
+        with _cache_lock:
+            if key in _cache:
+                return _cache[key]
+        loaded = load_remote_policy(list(url_list), tokenizer=tokenizer, engine=engine, api_key=api_key)
+        loaded.key = key
+        with _cache_lock:
+            _cache[key] = loaded
+        return loaded
+
+
 def _load(
     source: ModelSource,
     dtype: torch.dtype | str,
@@ -119,8 +166,9 @@ def _load(
     if attn_implementation:
         model_kwargs["attn_implementation"] = attn_implementation
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
-        model = AutoModelForCausalLM.from_pretrained(source.location, **common, **model_kwargs)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
+            model = AutoModelForCausalLM.from_pretrained(source.location, **common, **model_kwargs)
     except OSError as exc:
         raise load_error(source, exc, what="policy") from exc
     if device_map is None and device is not None:

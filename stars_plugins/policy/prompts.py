@@ -6,11 +6,12 @@ every policy backend reuses it with its own tokenizer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from stars_plugins.errors import PromptError, PromptTooLongError
+from stars_plugins.text import check_text
 
 #: A prompt is a string or a list of chat messages ({"role": ..., "content": ...}).
 PromptInput = str | Sequence[Mapping[str, Any]]
@@ -25,6 +26,51 @@ class PreparedPrompt:
     token_ids: tuple[int, ...]
     reward_prompt: str
     truncated: bool = False
+
+
+def prompt_list(prompts: Any) -> list[PromptInput]:
+    """The prompts of a call as a list (a single string is one prompt), each checked by `check_prompt`."""
+    if isinstance(prompts, str):
+        items: list[Any] = [prompts]
+    elif prompts is None or isinstance(prompts, bytes | bytearray | memoryview | Mapping) or not isinstance(
+        prompts, Iterable
+    ):
+        raise PromptError(
+            f"prompts must be a string or a list of prompts (strings or chat-message lists), got {_kind(prompts)}"
+        )
+    else:
+        items = list(prompts)
+    for index, prompt in enumerate(items):
+        check_prompt(prompt, index)
+    return items
+
+
+def check_prompt(prompt: Any, index: int = 0) -> None:
+    """Raise `PromptError` for what cannot be a prompt: None, bytes, numbers, an empty string, text
+    that is not valid Unicode. Chat-message lists are checked in full by `normalize_messages`."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise PromptError(f"prompt {index} is empty; pass some text to respond to")
+        _check_text(prompt, f"prompt {index}")
+        return
+    messages = normalize_messages(prompt, index)
+    for position, message in enumerate(messages):
+        _check_text(message["content"], f"prompt {index}, message {position}")
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        check_text(text, what)
+    except ValueError as exc:
+        raise PromptError(str(exc)) from None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "bytes (decode them to str first, e.g. data.decode('utf-8'))"
+    return type(value).__name__
 
 
 @dataclass(frozen=True)
@@ -115,10 +161,8 @@ class PromptRenderer:
 
 def normalize_messages(prompt: Any, index: int) -> list[dict[str, str]]:
     """Validate a chat-message prompt; raise `PromptError` naming the prompt and message."""
-    if isinstance(prompt, Mapping) or not isinstance(prompt, Sequence) or isinstance(prompt, bytes):
-        raise PromptError(
-            f"prompt {index} must be a string or a list of chat messages, got {type(prompt).__name__}"
-        )
+    if isinstance(prompt, Mapping) or not isinstance(prompt, Sequence) or isinstance(prompt, bytes | bytearray):
+        raise PromptError(f"prompt {index} must be a string or a list of chat messages, got {_kind(prompt)}")
     messages = []
     for position, message in enumerate(prompt):
         if not isinstance(message, Mapping) or "role" not in message or "content" not in message:

@@ -15,6 +15,7 @@ import torch
 
 from stars_plugins.errors import ConfigError
 from stars_plugins.model_source import load_error, resolve_source
+from stars_plugins.quiet import quiet_loading
 
 
 class ClassifierReward:
@@ -109,10 +110,11 @@ def load_classifier_reward(
     target = resolve_device(device)
     common = {**source.pretrained_kwargs(), "trust_remote_code": trust_remote_code}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source.location, dtype=resolve_dtype(dtype, target), **common
-        )
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source.location, dtype=resolve_dtype(dtype, target), **common
+            )
     except OSError as exc:
         raise load_error(source, exc, what="reward model") from exc
     model = model.to(target).requires_grad_(False)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from stars_plugins.errors import ModelNotFoundError, RewardError
+from stars_plugins.quiet import quiet_loading
 
 HEAD_FILE = "harmless_head.safetensors"
 META_FILE = "harmless_head.json"
@@ -86,8 +87,9 @@ class SentenceEmbedder:
         if not (self.folder / "config.json").is_file():
             raise ModelNotFoundError(f"sentence embedder folder {str(self.folder)!r} has no config.json",
                                      path=str(self.folder))
-        self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.folder, local_files_only=True).to(device).eval()
+        with quiet_loading():
+            self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+            self.model = AutoModel.from_pretrained(self.folder, local_files_only=True).to(device).eval()
         self.model.requires_grad_(False)
         self.device = torch.device(device)
         self.max_length = max_length

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from stars_plugins.errors import ModelNotFoundError, UnknownRewardError
+from stars_plugins.errors import ConfigError, ModelNotFoundError, UnknownRewardError
 from stars_plugins.rewards.base import CallableReward, RewardModel
 
 
@@ -53,6 +54,11 @@ def load_reward(spec: RewardSpec = None, *, device: str | None = None, **classif
         return spec
     if callable(spec) and not isinstance(spec, str | os.PathLike):
         return CallableReward(spec)
+    if not isinstance(spec, str | os.PathLike):
+        raise ConfigError(
+            f"reward must be a built-in name ({', '.join(sorted(_builtins))}), a model folder or hub id, a "
+            f"RewardModel or a function (prompts, responses) -> scores; got {type(spec).__name__}"
+        )
     if isinstance(spec, str) and spec in _builtins:
         return _cached(("builtin", spec), _builtins[spec].factory)
 
@@ -61,6 +67,12 @@ def load_reward(spec: RewardSpec = None, *, device: str | None = None, **classif
     text = os.fspath(spec)
     key = ("classifier", text, device, tuple(sorted(classifier_options.items())))
     bare_name = "/" not in text and not os.path.exists(text)
+    close = difflib.get_close_matches(text, list(_builtins), n=1, cutoff=0.75) if bare_name else []
+    if close:  # a misspelt built-in name: say so at once instead of asking a hub about it
+        raise UnknownRewardError(
+            f"unknown reward {text!r}: not a built-in reward (available: {', '.join(sorted(_builtins))}); did you "
+            f"mean {close[0]!r}? A model folder, a hub id, a RewardModel or a function works too."
+        )
     try:
         return _cached(key, lambda: load_classifier_reward(text, device=device, **classifier_options))
     except ModelNotFoundError as exc:

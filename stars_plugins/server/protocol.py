@@ -40,7 +40,7 @@ class ServerLimits:
     """What one request may ask for, and how much the server takes on at once."""
 
     max_tokens: int = 4096  # cap on max_tokens / max_completion_tokens
-    max_candidates: int = 16  # cap on stars.num_candidates
+    max_candidates: int = 16  # cap on stars.num_candidates and stars.max_adaptive_candidates
     max_n: int = 8  # cap on n (choices per prompt)
     max_prompts: int = 32  # cap on the prompts of one /v1/completions request
     max_body_bytes: int = 1 << 20
@@ -208,6 +208,11 @@ def plan_request(request: ChatCompletionRequest | CompletionRequest, base: Stars
     if config.num_candidates > limits.max_candidates:
         raise bad_request(f"num_candidates must be at most {limits.max_candidates} on this server",
                           param="stars.num_candidates")
+    if config.max_adaptive_candidates > limits.max_candidates:  # rows a rejected request may widen to
+        if "max_adaptive_candidates" in changes:
+            raise bad_request(f"max_adaptive_candidates must be at most {limits.max_candidates} on this server",
+                              param="stars.max_adaptive_candidates")
+        config = config.updated(max_adaptive_candidates=limits.max_candidates)
 
     seeds: list[int | None] = [config.seed] * request.n
     if request.n > 1:
