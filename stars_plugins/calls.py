@@ -188,14 +188,15 @@ class RuntimeSlot:
         self._entry: tuple[Any, StarsRuntime] | None = None  # (key, runtime), replaced as a whole
 
     def get(self, policy: str | None, reward: Any, *, dtype: str, device: str | None,
-            base: StarsRuntime | None = None) -> StarsRuntime:
-        key = (policy, dtype, device, id(base), reward_key(reward))
+            base: StarsRuntime | None = None, policy_tokenizer: str | None = None) -> StarsRuntime:
+        key = (policy, policy_tokenizer, dtype, device, id(base), reward_key(reward))
         entry = self._entry
         if entry is not None and entry[0] == key:  # loaded: no lock (another adapter may be loading)
             return entry[1]
         with _load_lock:
             if base is None:
-                runtime = StarsRuntime.from_pretrained(policy, reward, dtype=dtype, device=device)
+                runtime = StarsRuntime.from_pretrained(policy, reward, dtype=dtype, device=device,
+                                                       policy_tokenizer=policy_tokenizer)
             elif reward is None:
                 runtime = base
             else:

@@ -31,6 +31,7 @@ class StarsSettings(_ConfigFields):
                                    description="Policy: hub id, folder or .gguf file; None: the embedded one.")
     reward: Any = Field(None, description="Reward: a built-in name (stars_plugins.available_rewards()), a "
                         "classifier folder or hub id, a RewardModel, or a function (prompts, responses) -> scores.")
+    policy_tokenizer: str | None = Field(None, description="Tokenizer (hub id, folder, .gguf) of a served policy.")
     dtype: str = Field("auto", description="Policy dtype: auto, float32, float16 or bfloat16.")
     device: str | None = Field(None, description="Policy device, e.g. 'cpu' or 'cuda:0'. None: GPU if any.")
     streaming: bool = Field(False, description="Stream one-prompt `invoke` calls internally (callbacks per segment).")
@@ -49,7 +50,8 @@ class StarsSettings(_ConfigFields):
     @property
     def runtime(self) -> StarsRuntime:
         """The `StarsRuntime` this chain runs on, loaded on first use from the process-wide caches."""
-        return self._slot.get(self.model_name, self.reward, dtype=self.dtype, device=self.device)
+        return self._slot.get(self.model_name, self.reward, dtype=self.dtype, device=self.device,
+                              policy_tokenizer=self.policy_tokenizer)
 
     def stars_config(self, **overrides: Any) -> StarsConfig:
         """The validated `StarsConfig` of a call with these per-call overrides."""

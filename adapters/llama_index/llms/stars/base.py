@@ -53,6 +53,7 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
         description="Reward: None (the default built-in), a built-in name, a classifier folder or hub id, "
         "a RewardModel, or a callable (prompts, responses) -> scores.",
     )
+    policy_tokenizer: str | None = Field(None, description="Tokenizer (hub id, folder, .gguf) of a served policy.")
     dtype: str = Field(default="auto", description="Policy dtype: auto, float32, bfloat16 or float16.")
     device: str | None = Field(default=None, description="Policy device; None picks CUDA when available.")
     context_window: int | None = Field(
@@ -88,7 +89,8 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
     def runtime(self) -> StarsRuntime:
         """The `StarsRuntime` this LLM runs on, loaded on first use (the policy comes from the
         process-wide cache, so instances naming the same policy share it)."""
-        rt = self._slot.get(self.policy, self.reward, dtype=self.dtype, device=self.device, base=self._given_runtime)
+        rt = self._slot.get(self.policy, self.reward, dtype=self.dtype, device=self.device, base=self._given_runtime,
+                            policy_tokenizer=self.policy_tokenizer)
         if self.context_window is not None and self.context_window > rt.context_window:
             raise ConfigError(
                 f"context_window={self.context_window} exceeds the context window of {rt.model_name} "
