@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # runs the whole GPU benchmark script end to end (about 35 s on 2 cores)
 def test_gpu_bench_script_runs_end_to_end_on_tiny_models(tmp_path):
     output = tmp_path / "gpu.json"
     done = subprocess.run(
