@@ -296,13 +296,17 @@ async def finish_reason(job) -> str | None:
 async def test_leaving_a_loop_over_a_held_stream_cancels_it(llm, monkeypatch):
     jobs = record_jobs(monkeypatch)
     budget = {"max_new_tokens": 48, "max_rejections": 0}
-    for open_stream in (lambda: llm.stream_complete(PROMPT, **budget), lambda: llm.stream_chat(MESSAGES, **budget)):
+    # Prompts whose answers run past the budget: a short answer could end (EOS) before the engine
+    # reaches the round boundary where the cancellation is seen.
+    prompt = "Tell me a long, detailed story about a lighthouse keeper and a storm."
+    messages = [ChatMessage(role=MessageRole.USER, content=prompt)]
+    for open_stream in (lambda: llm.stream_complete(prompt, **budget), lambda: llm.stream_chat(messages, **budget)):
         stream = open_stream()  # held until the next iteration
         for _chunk in stream:
             break
         assert await finish_reason(jobs[-1]) == "cancelled"
     for aopen_stream in (llm.astream_complete, llm.astream_chat):
-        astream = await aopen_stream(PROMPT if aopen_stream == llm.astream_complete else MESSAGES, **budget)
+        astream = await aopen_stream(prompt if aopen_stream == llm.astream_complete else messages, **budget)
         async for _chunk in astream:
             break
         assert await finish_reason(jobs[-1]) == "cancelled"
