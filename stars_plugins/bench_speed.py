@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from stars_plugins.config import StarsConfig
+from stars_plugins.decoding.batch import left_padded
 
 OVERHEAD_SAMPLING = ((0, 1.0), (0, 0.9), (40, 1.0), (40, 0.9))
 
@@ -57,12 +58,7 @@ def _sync(device: torch.device) -> None:
 def _generate_tokens(policy: Any, prepared: Sequence[Any], top_k: int, top_p: float, max_new_tokens: int,
                      seed: int) -> tuple[int, float]:
     """transformers' `generate` on the same left-padded batch: (tokens up to EOS, seconds)."""
-    longest = max(len(p.token_ids) for p in prepared)
-    ids = torch.full((len(prepared), longest), policy.pad_token_id)
-    mask = torch.zeros_like(ids)
-    for i, p in enumerate(prepared):
-        ids[i, longest - len(p.token_ids):] = torch.tensor(p.token_ids)
-        mask[i, longest - len(p.token_ids):] = 1
+    ids, mask = left_padded([p.token_ids for p in prepared], policy.pad_token_id)
     ids, mask = ids.to(policy.device), mask.to(policy.device)
     torch.manual_seed(seed)
     _sync(policy.device)
@@ -73,7 +69,7 @@ def _generate_tokens(policy: Any, prepared: Sequence[Any], top_k: int, top_p: fl
     seconds = time.perf_counter() - start
     tokens = 0
     eos = set(policy.eos_token_ids)
-    for row in out[:, longest:].tolist():
+    for row in out[:, ids.shape[1]:].tolist():
         for token in row:
             tokens += 1
             if token in eos:

@@ -4,10 +4,10 @@ for the same prompts in the same batch, whether segments are accepted at once or
 from __future__ import annotations
 
 import pytest
-import torch
 
 from stars_plugins import StarsConfig, StarsRuntime
 from stars_plugins.decoding import batch as batch_module
+from stars_plugins.decoding.batch import left_padded
 
 PROMPTS = [
     "How do I bake bread?",
@@ -20,18 +20,13 @@ PROMPTS = [
 def reference_generate(policy, prompts, config):
     """What transformers' own generate returns for the same left-padded batch."""
     prepared = policy.prepare(prompts, config)
-    longest = max(len(p.token_ids) for p in prepared)
-    ids = torch.full((len(prepared), longest), policy.pad_token_id)
-    mask = torch.zeros_like(ids)
-    for i, p in enumerate(prepared):
-        ids[i, longest - len(p.token_ids) :] = torch.tensor(p.token_ids)
-        mask[i, longest - len(p.token_ids) :] = 1
+    ids, mask = left_padded([p.token_ids for p in prepared], policy.pad_token_id)
     out = policy.model.generate(
         input_ids=ids.to(policy.device), attention_mask=mask.to(policy.device), do_sample=False,
         max_new_tokens=config.max_new_tokens, pad_token_id=policy.pad_token_id,
     )
     texts = []
-    for row in out[:, longest:].tolist():
+    for row in out[:, ids.shape[1]:].tolist():
         kept = []
         for token in row:
             if token in policy.eos_token_ids:

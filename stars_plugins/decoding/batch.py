@@ -70,12 +70,7 @@ class LockstepBatch:
     # ------------------------------------------------------------------ model calls
     @torch.no_grad()
     def _prefill(self, prompts: Sequence[Sequence[int]], copies: Sequence[int]) -> None:
-        longest = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), longest), self.policy.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), longest), dtype=torch.long)
-        for i, prompt in enumerate(prompts):
-            ids[i, longest - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            mask[i, longest - len(prompt) :] = 1
+        ids, mask = left_padded(prompts, self.policy.pad_token_id)
         ids, mask = ids.to(self.device), mask.to(self.device)
         kwargs: dict[str, Any] = {"attention_mask": mask, "use_cache": True}
         if self.policy.supports_position_ids:
@@ -265,6 +260,17 @@ class _LiveWatch:
         event.record(torch.cuda.current_stream(self.device))  # the stream the copy was queued on
         self.pending = (flag, event)
         return done
+
+
+def left_padded(prompts: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids right-aligned in one [rows, longest] tensor, padded on the left, and their mask."""
+    longest = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), longest), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), longest), dtype=torch.long)
+    for i, prompt in enumerate(prompts):
+        ids[i, longest - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
+        mask[i, longest - len(prompt) :] = 1
+    return ids, mask
 
 
 def _returned_cache(output: Any) -> Any:
