@@ -30,7 +30,7 @@ from stars_plugins.engines.detect import Replica
 from stars_plugins.engines.protocol import SegmentRequest, SegmentResult
 from stars_plugins.engines.transport import HttpTransport
 from stars_plugins.errors import ConfigError, ServingError
-from stars_plugins.policy.prompts import PreparedPrompt, PromptInput, PromptOptions, PromptRenderer
+from stars_plugins.policy.prompts import PromptRenderer, TokenizerSide
 
 #: How many of the most likely tokens' logprobs an engine returns per token for entropy boundaries.
 BOUNDARY_TOP_LOGPROBS = 20
@@ -62,7 +62,7 @@ class _Row:
     attempt: int = 0  # ... and how many times this row has sampled from it
 
 
-class RemotePolicy:
+class RemotePolicy(TokenizerSide):
     """A policy served by vLLM, SGLang or llama.cpp's server (one or several replicas).
 
     `tokenizer` is the served model's tokenizer, used to render prompts and decode text only.
@@ -106,22 +106,6 @@ class RemotePolicy:
     @property
     def urls(self) -> list[str]:
         return [r.url for r in self.replicas]
-
-    @property
-    def has_chat_template(self) -> bool:
-        return self.renderer.has_chat_template
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
-
-    def render(self, prompt: PromptInput, options: PromptOptions, index: int = 0) -> tuple[list[int], str]:
-        return self.renderer.render(prompt, options, index)
-
-    def prepare(self, prompts: Sequence[PromptInput], options: PromptOptions) -> list[PreparedPrompt]:
-        return self.renderer.prepare(prompts, options)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def open_batch(
         self, prompts: Sequence[Sequence[int]], copies: Sequence[int], sampling: Sequence[RowSampling]

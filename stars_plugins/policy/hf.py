@@ -10,12 +10,12 @@ import torch
 
 from stars_plugins.decoding.batch import LockstepBatch
 from stars_plugins.decoding.sampling import RowSampling
-from stars_plugins.policy.prompts import PreparedPrompt, PromptInput, PromptOptions, PromptRenderer
+from stars_plugins.policy.prompts import PromptRenderer, TokenizerSide
 
 _DEFAULT_CONTEXT = 2048
 
 
-class HFPolicy:
+class HFPolicy(TokenizerSide):
     """Owns one loaded model. Shared by every runtime, adapter and config that names it.
     Implements `PolicyBackend`: its batches are `LockstepBatch`es over one KV cache."""
 
@@ -40,10 +40,6 @@ class HFPolicy:
     @property
     def device(self) -> torch.device:
         return self.model.device
-
-    @property
-    def has_chat_template(self) -> bool:
-        return self.renderer.has_chat_template
 
     def _eos_ids(self) -> tuple[int, ...]:
         ids: set[int] = set()
@@ -73,27 +69,12 @@ class HFPolicy:
             return limit
         return _DEFAULT_CONTEXT
 
-    # ---------------------------------------------------------------- text <-> ids
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
-
-    def render(self, prompt: PromptInput, options: PromptOptions, index: int = 0) -> tuple[list[int], str]:
-        """Token ids for the policy and the prompt text for the reward model."""
-        return self.renderer.render(prompt, options, index)
-
-    def prepare(self, prompts: Sequence[PromptInput], options: PromptOptions) -> list[PreparedPrompt]:
-        """Render every prompt and check it fits the context window with its token budget."""
-        return self.renderer.prepare(prompts, options)
-
     # ---------------------------------------------------------------- batches
     def open_batch(
         self, prompts: Sequence[Sequence[int]], copies: Sequence[int], sampling: Sequence[RowSampling]
     ) -> LockstepBatch:
         """Prefill `prompts` (prompt i on `copies[i]` rows) in one lockstep KV-cache batch."""
         return LockstepBatch(self, prompts, copies, sampling)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def __repr__(self) -> str:
         return f"HFPolicy({self.name!r}, device={self.device}, context_window={self.context_window})"

@@ -191,3 +191,29 @@ def plain_transcript(messages: Sequence[Mapping[str, str]]) -> str:
     """A chat rendered as text for policies without a chat template."""
     lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
     return "\n".join([*lines, "Assistant:"])
+
+
+class TokenizerSide:
+    """The text side every policy backend shares: rendering through `self.renderer`, decoding and
+    counting with `self.tokenizer`. A backend sets both attributes and inherits this."""
+
+    tokenizer: Any
+    renderer: PromptRenderer
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self.renderer.has_chat_template
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+    def render(self, prompt: PromptInput, options: PromptOptions, index: int = 0) -> tuple[list[int], str]:
+        """Token ids for the policy and the prompt text for the reward model."""
+        return self.renderer.render(prompt, options, index)
+
+    def prepare(self, prompts: Sequence[PromptInput], options: PromptOptions) -> list[PreparedPrompt]:
+        """Render every prompt and check it fits the context window with its token budget."""
+        return self.renderer.prepare(prompts, options)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
