@@ -61,10 +61,12 @@ def _cache_argument(module: Any) -> str | None:
 
 @dataclass
 class _Entry:
-    """The reward model's KV cache of `ids` for one request: per layer (keys, values), batch of one."""
+    """The reward model's KV cache of `ids` for one request, all layers in one tensor
+    [2 * layers, heads, len(ids), head_dim] (keys of layer l at 2l, values at 2l + 1), so that
+    assembling a batch's past is one copy per row, not one per row and layer."""
 
     ids: list[int]
-    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    kv: torch.Tensor
 
 
 @dataclass
@@ -203,29 +205,25 @@ class CausalLMReward(ClassifierReward):
         """The cached prefixes of `rows`, left-padded with (masked) zeros to `past` columns."""
         from transformers.cache_utils import DynamicCache
 
-        template = next(self.entries[r.key] for r in rows if r.reuse)
-        layers = []
-        for index, (tk, tv) in enumerate(template.layers):
-            keys = tk.new_zeros((len(rows), tk.shape[1], past, tk.shape[3]))
-            values = tv.new_zeros((len(rows), tv.shape[1], past, tv.shape[3]))
-            for i, row in enumerate(rows):
-                if row.reuse:
-                    k, v = self.entries[row.key].layers[index]
-                    keys[i, :, past - row.reuse :] = k[0, :, : row.reuse]
-                    values[i, :, past - row.reuse :] = v[0, :, : row.reuse]
-            layers.append((keys, values))
+        template = next(self.entries[r.key].kv for r in rows if r.reuse)
+        stacked = template.new_zeros((template.shape[0], len(rows), template.shape[1], past, template.shape[3]))
+        for i, row in enumerate(rows):
+            if row.reuse:
+                stacked[:, i, :, past - row.reuse :] = self.entries[row.key].kv[:, :, : row.reuse]
+        layers = [(stacked[index], stacked[index + 1]) for index in range(0, stacked.shape[0], 2)]
         return DynamicCache(ddp_cache_data=layers)
 
     def _keep_first_rows(self, rows: list[_Row], past: int, cache: Any) -> None:
-        for i, row in enumerate(rows):
-            if not row.keep:
-                continue
+        keep = [i for i, row in enumerate(rows) if row.keep]
+        if not keep:
+            return
+        index = torch.tensor(keep, device=cache.layers[0].keys.device)
+        kept = torch.stack([t.index_select(0, index) for layer in cache.layers for t in (layer.keys, layer.values)])
+        for j, i in enumerate(keep):
+            row = rows[i]
             start = past - row.reuse
             end = past + len(row.ids) - row.reuse
-            self.entries[row.key] = _Entry(list(row.ids), [
-                (layer.keys[i : i + 1, :, start:end].clone(), layer.values[i : i + 1, :, start:end].clone())
-                for layer in cache.layers
-            ])
+            self.entries[row.key] = _Entry(list(row.ids), kept[:, j, :, start:end].clone())
 
     def __repr__(self) -> str:
         return f"CausalLMReward({self.name!r}, cached requests={len(self.entries)})"
