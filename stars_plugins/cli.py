@@ -29,6 +29,24 @@ def _model_options() -> argparse.ArgumentParser:
     return parent
 
 
+def _default(field: str) -> Any:
+    from stars_plugins.config import StarsConfig
+
+    return StarsConfig.model_fields[field].default
+
+
+def _optional_quantile(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'none', got {text!r}")
+    return value
+
+
 def _decoding_options(max_new_tokens: int = 128, horizon: int = 16, candidates: int = 1) -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("decoding")
@@ -36,9 +54,11 @@ def _decoding_options(max_new_tokens: int = 128, horizon: int = 16, candidates: 
     group.add_argument("--candidates", "-n", type=int, default=candidates, help="candidates per segment (N)")
     group.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     group.add_argument("--max-rejections", type=int, default=20)
-    group.add_argument("--adaptive-candidates", type=int, default=1,
+    group.add_argument("--adaptive-candidates", type=int, default=_default("max_adaptive_candidates"),
                        help="max_adaptive_candidates: up to this many candidates while a segment keeps being rejected")
     group.add_argument("--target-reward", type=float, default=None, help="r_target (default: the reward's own)")
+    group.add_argument("--target-cap-quantile", type=_optional_quantile, default=_default("target_cap_quantile"),
+                       help="cap the target at this quantile of the request's own candidate rewards; 'none': fixed")
     group.add_argument("--temperature", type=float, default=1.0, help="0 decodes greedily")
     group.add_argument("--seed", type=int, default=None)
     return parent
@@ -50,7 +70,8 @@ def _config(args: argparse.Namespace, **extra: Any):
     return StarsConfig(
         horizon=args.horizon, num_candidates=args.candidates, max_new_tokens=args.max_new_tokens,
         max_rejections=args.max_rejections, target_reward=args.target_reward, temperature=args.temperature,
-        seed=args.seed, max_adaptive_candidates=getattr(args, "adaptive_candidates", 1), **extra,
+        seed=args.seed, max_adaptive_candidates=args.adaptive_candidates,
+        target_cap_quantile=args.target_cap_quantile, **extra,
     )
 
 
@@ -275,16 +296,11 @@ def _train_reward_parser(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from stars_plugins.config import StarsConfig
     from stars_plugins.evaluation import first_per_kind, load_eval_prompts, markdown_table, run_eval, write_report
 
     prompts = first_per_kind(load_eval_prompts(args.prompts), args.limit)
     strategies = _strategy_list(args.strategies)
-    config = StarsConfig(
-        horizon=args.horizon, num_candidates=args.candidates, max_new_tokens=args.max_new_tokens,
-        max_rejections=args.max_rejections, target_reward=args.target_reward, temperature=args.temperature,
-        alpha=args.alpha, beta=args.beta, seed=args.seed, system_prompt=args.system_prompt,
-    )
+    config = _config(args, alpha=args.alpha, beta=args.beta, system_prompt=args.system_prompt)
     runtime = _runtime(args, reward="harmless")
     print(f"policy: {runtime.model_name}   reward: {runtime.reward.name}   {len(prompts)} prompts   "
           f"K={config.horizon} N={config.num_candidates} max_new_tokens={config.max_new_tokens}", file=sys.stderr)

@@ -63,10 +63,9 @@ class StarsConfig(BaseModel):
         description="Rejections of one segment after which the best candidate seen is accepted.",
     )
     max_adaptive_candidates: int = Field(
-        1, ge=1, le=64,
+        4, ge=1, le=64,
         description="While a segment keeps being rejected, its candidates per round double from num_candidates "
-        "up to this (back to num_candidates after an acceptance); num_candidates or less (the default) turns it "
-        "off. Worth it where the batch has idle rows (a GPU), not on a saturated CPU.",
+        "up to this (back to num_candidates after an acceptance); num_candidates or less turns it off.",
     )
 
     # --- adaptive threshold -------------------------------------------------------------------
@@ -75,6 +74,13 @@ class StarsConfig(BaseModel):
     acceptance: Literal["soft", "hard"] = Field("soft", description="soft: probabilistic; hard: r >= tau.")
     target_reward: float | None = Field(
         None, description="r_target. None: the reward model's default, else calibrated on the first round."
+    )
+    target_cap_quantile: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Cap the target at this quantile of the rewards this request's own candidates have reached "
+        "so far, so a prompt whose answers all score below the target is not resampled up to max_rejections on "
+        "every segment (faster, but lower reward exactly where the policy answers badly). None (the default): "
+        "the target stays fixed.",
     )
     calibration_quantile: float = Field(
         0.75, ge=0.0, le=1.0, description="Quantile of first-round rewards used when no target is known."

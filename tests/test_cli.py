@@ -119,6 +119,23 @@ def test_a_zero_limit_is_refused_by_the_argument_parser(capsys, no_policy):
     assert exit_.value.code == 2 and "expected a number >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("value", "expected"), [("none", None), ("None", None), ("0.5", 0.5), ("1", 1.0), ("0", 0.0)])
+def test_the_target_cap_quantile_flag_reaches_the_config(value, expected):
+    from stars_plugins import StarsConfig
+    from stars_plugins.cli import _config, build_parser
+
+    args = build_parser().parse_args(["generate", "hi", "--target-cap-quantile", value])
+    assert _config(args).target_cap_quantile == expected
+    defaults = _config(build_parser().parse_args(["generate", "hi"]))
+    assert defaults == StarsConfig(max_new_tokens=128)  # no flag: the config's own defaults
+
+
+def test_a_target_cap_quantile_outside_0_1_is_refused_by_the_argument_parser(capsys, no_policy):
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", "hi", "--target-cap-quantile", "1.5"])
+    assert exit_.value.code == 2 and "expected a number in [0, 1] or 'none'" in capsys.readouterr().err
+
+
 def test_train_reward_writes_a_new_folder_by_default_never_the_shipped_weights(tmp_path, monkeypatch, capsys):
     import stars_plugins.rewards.training as training
     from stars_plugins.rewards.harmless import default_head_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -181,3 +182,28 @@ def test_keyed_rewards_get_one_stable_key_per_request_and_a_release():
     assert reward.keys[1] == [one.key, one.key, two.key] and one.key != two.key
     release(c, [one, two])
     assert reward.released == [one.key, two.key]
+
+
+def test_the_target_is_capped_at_what_the_requests_own_candidates_reach():
+    state = ThresholdState(rng=random.Random(0), empty_reward=0.0, cap_quantile=0.5)
+    state.calibrate(4.0, alpha=0.5)
+    assert state.effective_target() == 4.0  # nothing seen yet
+    state.seen.extend([1.0, 2.0, 3.0])
+    assert state.effective_target() == 2.0
+    assert state.threshold(0, 10) == pytest.approx(1.0)  # r0 = 0.5 * 0 + 0.5 * 2
+    assert state.threshold(10, 10) == pytest.approx(2.0)
+    state.seen.extend([9.0] * 4)
+    assert state.effective_target() == 4.0  # never above the target
+
+
+@pytest.mark.parametrize(("cap", "accepted_in_round", "forced"), [(None, 20, True), (0.9, 2, False)])
+def test_a_prompt_whose_answers_all_score_low_is_not_resampled_up_to_max_rejections(cap, accepted_in_round, forced):
+    """Every candidate scores 1.0 against a target of 5.0: a fixed target rejects until
+    max_rejections and forces; the capped one accepts once the request's own level is known."""
+    judge, c = ThresholdJudge(), ctx(lambda p, s: [1.0] * len(s))
+    r = request(target_reward=5.0, acceptance="hard", max_rejections=20, target_cap_quantile=cap)
+    judge.start(c, [r])
+    decisions = []
+    while not decisions or decisions[-1].candidate is None:
+        decisions += judge.decide(c, [(r, cands("x"))])
+    assert (len(decisions), decisions[-1].forced) == (accepted_in_round, forced)

@@ -98,7 +98,8 @@ class ScriptedReward:
 
 def run(reward: ScriptedReward, **settings):
     config = StarsConfig(**{"horizon": 2, "max_new_tokens": 4, "seed": 0, "target_reward": 0.5, "alpha": 1.0,
-                            "acceptance": "hard", "max_rejections": 100, **settings})
+                            "acceptance": "hard", "max_rejections": 100,
+                            "target_cap_quantile": None, **settings})  # the scripts assume a fixed target
     runtime = StarsRuntime(LetterBackend(), reward=CallableReward(reward))  # type: ignore[arg-type]
     [result] = runtime.generate(["p"], config)
     assert result.finish_reason == "length", result.error

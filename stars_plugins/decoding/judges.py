@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from stars_plugins.acceptance import accepts, calibrated_target, initial_threshold, threshold_at
+from stars_plugins.acceptance import accepts, calibrated_target, initial_threshold, quantile, threshold_at
 from stars_plugins.decoding.scoring import DecodeContext, score_texts
 from stars_plugins.decoding.state import Candidate, RequestState
 from stars_plugins.errors import RewardError
@@ -97,16 +97,30 @@ class ThresholdState:
     rejected_rounds: int = 0  # rounds in a row without an acceptable candidate (current segment)
     best: Candidate | None = None  # best finite-scored candidate of the current segment
     replay: Candidate | None = None  # forced best from an earlier round: re-fed next round
+    alpha: float = 0.5
+    seen: list[float] = field(default_factory=list)  # finite rewards of this request's earlier candidates
+    cap_quantile: float | None = None  # cap the target at this quantile of `seen` (None: no cap)
 
     def calibrate(self, target: float, alpha: float) -> None:
-        self.target = target
+        self.target, self.alpha = target, alpha
+        self.r0 = self._r0(target)
+
+    def _r0(self, target: float) -> float:
         empty = self.empty_reward if self.empty_reward is not None and math.isfinite(self.empty_reward) else target
-        self.r0 = initial_threshold(empty, target, alpha)
+        return initial_threshold(empty, target, self.alpha)
+
+    def effective_target(self) -> float | None:
+        """The target, capped at what this request's own candidates reach (when asked to)."""
+        if self.target is None or self.cap_quantile is None or not self.seen:
+            return self.target
+        return min(self.target, quantile(self.seen, self.cap_quantile))
 
     def threshold(self, accepted_tokens: int, max_new_tokens: int) -> float | None:
-        if self.target is None or self.r0 is None:
+        target = self.effective_target()
+        if target is None or self.r0 is None:
             return None
-        return threshold_at(accepted_tokens, self.r0, self.target, max_new_tokens)
+        r0 = self.r0 if target == self.target else self._r0(target)
+        return threshold_at(accepted_tokens, r0, target, max_new_tokens)
 
 
 def _state(r: RequestState) -> ThresholdState:
@@ -127,7 +141,7 @@ class ThresholdJudge:
         """R(prompt, "") for every new request, in one call: where each threshold starts."""
         new = [r for r in requests if r.judge_state is None]  # re-admitted requests keep theirs
         for r in new:
-            r.judge_state = ThresholdState(rng=random.Random(r.seed))
+            r.judge_state = ThresholdState(rng=random.Random(r.seed), cap_quantile=r.config.target_cap_quantile)
         scores = score_texts(ctx, new, [""] * len(new))
         for r, score in zip(new, scores, strict=True):
             if score is None:  # the reward failed: the request has finished with the error
@@ -168,6 +182,8 @@ class ThresholdJudge:
                 if state.target is None:
                     self._calibrate(ctx, r, candidates)
                 decision = Decision() if r.done else self._judge(r, candidates)
+                if state.cap_quantile is not None:
+                    state.seen.extend(c.reward for c in candidates if math.isfinite(c.reward))
             if decision.candidate is not None:
                 state.rejections, state.best, state.replay, state.rejected_rounds = 0, None, None, 0
             elif not r.done:
