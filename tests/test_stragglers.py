@@ -125,6 +125,12 @@ def test_widening_starts_from_num_candidates(candidates):
     assert [len(c) for c in reward.calls] == [candidates, min(2 * candidates, 8), 8, 8, candidates]
 
 
+def test_widening_is_on_by_default_up_to_four_candidates():
+    reward = ScriptedReward([[], [], [], [0]])
+    run(reward)
+    assert [len(c) for c in reward.calls] == [1, 2, 4, 4, 1]
+
+
 def test_a_cap_of_num_candidates_turns_widening_off():
     reward = ScriptedReward([[], [], [], [0]])
     run(reward, num_candidates=2, max_adaptive_candidates=2)
