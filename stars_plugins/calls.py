@@ -25,14 +25,14 @@ from typing import Any, ClassVar
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, create_model
 
 from stars_plugins.config import StarsConfig
-from stars_plugins.errors import ConfigError, UnknownRewardError
+from stars_plugins.errors import ConfigError
 from stars_plugins.models import DEFAULT_POLICY_ALIASES, SMOLLM2_GGUF
 from stars_plugins.policy import PromptInput
 from stars_plugins.policy.prompts import PromptOptions, PromptRenderer
 from stars_plugins.results import GenerationResult, Segment
 from stars_plugins.rewards import RewardModel, available_rewards, load_reward
 from stars_plugins.rewards.base import reward_identity
-from stars_plugins.rewards.registry import RewardSpec
+from stars_plugins.rewards.registry import RewardSpec, unknown_reward_error
 from stars_plugins.runtime import AsyncGenerationStream, GenerationStream, StarsRuntime
 
 #: Other names of `StarsConfig` fields, accepted wherever settings are (`max_tokens=64`).
@@ -146,14 +146,9 @@ def check_reward(spec: Any) -> None:
         return
     if isinstance(spec, str | os.PathLike):
         text = os.fspath(spec)
-        builtins = available_rewards()
-        if text in builtins or "/" in text or os.sep in text or os.path.exists(text):
+        if text in available_rewards() or "/" in text or os.sep in text or os.path.exists(text):
             return
-        listing = "; ".join(f"{name} ({about})" if about else name for name, about in builtins.items())
-        raise UnknownRewardError(
-            f"unknown reward {text!r}. Built-in rewards: {listing}. Pass one of these names, a reward "
-            "classifier's folder or hub id ('org/name'), a RewardModel, or a function (prompts, responses) -> scores."
-        )
+        raise unknown_reward_error(text)
     if not callable(spec):
         load_reward(spec)  # a wrong type: the registry's own ConfigError, raised before anything loads
 

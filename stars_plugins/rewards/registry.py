@@ -67,21 +67,32 @@ def load_reward(spec: RewardSpec = None, *, device: str | None = None, **classif
     text = os.fspath(spec)
     key = ("classifier", text, device, tuple(sorted(classifier_options.items())))
     bare_name = "/" not in text and not os.path.exists(text)
-    close = difflib.get_close_matches(text, list(_builtins), n=1, cutoff=0.75) if bare_name else []
-    if close:  # a misspelt built-in name: say so at once instead of asking a hub about it
-        raise UnknownRewardError(
-            f"unknown reward {text!r}: not a built-in reward (available: {', '.join(sorted(_builtins))}); did you "
-            f"mean {close[0]!r}? A model folder, a hub id, a RewardModel or a function works too."
-        )
+    if bare_name and _close_builtin(text):  # a misspelt built-in name: say so instead of asking a hub
+        raise unknown_reward_error(text)
     try:
         return _cached(key, lambda: load_classifier_reward(text, device=device, **classifier_options))
     except ModelNotFoundError as exc:
         if bare_name:
-            raise UnknownRewardError(
-                f"unknown reward {text!r}: not a built-in reward (available: {', '.join(sorted(_builtins))}) "
-                f"and not a loadable model folder or hub id ({exc})"
-            ) from exc
+            raise unknown_reward_error(text, f"Nor is it a loadable model folder or hub id ({exc}).") from exc
         raise
+
+
+def unknown_reward_error(text: str, detail: str = "") -> UnknownRewardError:
+    """The one wording for a reward name that is neither built in nor loadable (the runtime, the
+    adapters' early check and the CLI all raise this)."""
+    close = _close_builtin(text)
+    hint = f"; did you mean {close!r}?" if close else "."
+    return UnknownRewardError(
+        f"unknown reward {text!r}: not a built-in reward (available: {', '.join(sorted(_builtins))}){hint} "
+        + (f"{detail} " if detail else "")
+        + "Pass a built-in name, a reward classifier's folder or hub id ('org/name'), a RewardModel, or a "
+        "function (prompts, responses) -> scores."
+    )
+
+
+def _close_builtin(text: str) -> str | None:
+    close = difflib.get_close_matches(text, list(_builtins), n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def _cached(key: tuple[Any, ...], factory: Callable[[], RewardModel]) -> RewardModel:
