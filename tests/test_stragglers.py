@@ -4,80 +4,13 @@ the first passing candidate in row order is accepted. A toy backend, no model.""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 import pytest
-import torch
+from toy_backend import ToyBackend
 
 from stars_plugins import StarsConfig, StarsRuntime
-from stars_plugins.decoding.backend import RoundOutput
-from stars_plugins.policy.prompts import PreparedPrompt, PromptOptions
 from stars_plugins.rewards.base import CallableReward
-
-EOS = 26
-
-
-class LetterBatch:
-    """Rows are token lists; every sampled token is a random letter (never EOS)."""
-
-    def __init__(self, prompts: Sequence[Sequence[int]], copies: Sequence[int]):
-        self.seqs = [list(p) for p, n in zip(prompts, copies, strict=True) for _ in range(n)]
-        self.rng = random.Random(0)
-
-    @property
-    def num_rows(self) -> int:
-        return len(self.seqs)
-
-    def run_round(self, budgets, boundary=None, forced=None) -> RoundOutput:
-        forced = forced or {}
-        tokens = torch.full((self.num_rows, max(budgets, default=0)), EOS)
-        lengths = torch.tensor(list(budgets), dtype=torch.long)
-        restore = [len(s) for s in self.seqs]
-        for r, budget in enumerate(budgets):
-            for s in range(budget):
-                token = forced[r][s] if r in forced else self.rng.randrange(26)
-                tokens[r, s] = token
-                self.seqs[r].append(token)
-        return RoundOutput(tokens, lengths, torch.zeros(self.num_rows, dtype=torch.bool), restore)
-
-    def rollback(self, rows, out) -> None:
-        for r in rows:
-            del self.seqs[r][out.restore[r]:]
-
-    def select_rows(self, source) -> None:
-        self.seqs = [list(self.seqs[i]) for i in source]
-
-    def merge(self, other: LetterBatch) -> None:
-        self.seqs += other.seqs
-
-    def mergeable(self) -> bool:
-        return True
-
-    def compact(self) -> None:
-        pass
-
-    def free(self) -> None:
-        self.seqs = []
-
-
-class LetterBackend:
-    name = "letters"
-    eos_token_ids = (EOS,)
-    pad_token_id = EOS
-    context_window = 1024
-    tokenizer = None
-    supports_boundary = False
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return "".join(chr(97 + t) for t in token_ids if t < 26)
-
-    def prepare(self, prompts, options: PromptOptions) -> list[PreparedPrompt]:
-        return [PreparedPrompt(i, p, (1, 2, 3), p) for i, p in enumerate(prompts)]
-
-    def open_batch(self, prompts, copies, sampling) -> LetterBatch:
-        assert len(sampling) == sum(copies)
-        return LetterBatch(prompts, copies)
 
 
 class ScriptedReward:
@@ -100,7 +33,7 @@ def run(reward: ScriptedReward, **settings):
     config = StarsConfig(**{"horizon": 2, "max_new_tokens": 4, "seed": 0, "target_reward": 0.5, "alpha": 1.0,
                             "acceptance": "hard", "max_rejections": 100,
                             "target_cap_quantile": None, **settings})  # the scripts assume a fixed target
-    runtime = StarsRuntime(LetterBackend(), reward=CallableReward(reward))  # type: ignore[arg-type]
+    runtime = StarsRuntime(ToyBackend(), reward=CallableReward(reward))  # type: ignore[arg-type]
     [result] = runtime.generate(["p"], config)
     assert result.finish_reason == "length", result.error
     return result
