@@ -83,5 +83,11 @@ def first_model(models: Any) -> dict[str, Any]:
     return data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
 
 
+def max_model_len_info(models: Any) -> ServerInfo:
+    """`/v1/models` as vLLM and SGLang answer it: the first model's id and its `max_model_len`."""
+    entry = first_model(models)
+    return ServerInfo(entry.get("id"), positive_int(entry.get("max_model_len")))
+
+
 def positive_int(value: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None

@@ -15,8 +15,7 @@ from stars_plugins.engines.protocol import (
     ServerInfo,
     checked_tokens,
     checked_top_logprobs,
-    first_model,
-    positive_int,
+    max_model_len_info,
 )
 from stars_plugins.errors import ServingError
 
@@ -63,5 +62,4 @@ class SGLangProtocol:
         return SegmentResult(tokens, finish.get("type") == "stop", top)
 
     def server_info(self, models: Any) -> ServerInfo:
-        entry = first_model(models)
-        return ServerInfo(entry.get("id"), positive_int(entry.get("max_model_len")))
+        return max_model_len_info(models)

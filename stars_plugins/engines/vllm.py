@@ -16,8 +16,7 @@ from stars_plugins.engines.protocol import (
     ServerInfo,
     checked_tokens,
     checked_top_logprobs,
-    first_model,
-    positive_int,
+    max_model_len_info,
 )
 from stars_plugins.errors import ServingError
 
@@ -69,8 +68,7 @@ class VLLMProtocol:
                              checked_top_logprobs(self.name, top, tokens, request))
 
     def server_info(self, models: Any) -> ServerInfo:
-        entry = first_model(models)
-        return ServerInfo(entry.get("id"), positive_int(entry.get("max_model_len")))
+        return max_model_len_info(models)
 
 
 def _id_of(token: Any) -> int | None:
