@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stars_plugins import StarsConfig, StarsRuntime
-from stars_plugins.policy import HFPolicy
+from stars_plugins.backends import HFPolicy
 from stars_plugins.rewards import ClassifierReward
 
 PROMPTS = [
@@ -84,7 +84,7 @@ def build(args: argparse.Namespace, tokenizer) -> StarsRuntime:
 
 def probe_entropy(runtime: StarsRuntime, quantile: float) -> float:
     """A quantile of next-token entropies along a short greedy run of the policy."""
-    from stars_plugins.decoding.sampling import entropy
+    from stars_plugins.backends.sampling import entropy
 
     tokenizer, model = runtime.policy.tokenizer, runtime.policy.model
     ids = tokenizer(PROMPTS[0], return_tensors="pt")["input_ids"].to(model.device)
@@ -185,7 +185,7 @@ def speed_benches(args: argparse.Namespace, tokenizer) -> dict:
     shape, random weights, bf16) with and without its prefix cache (16 requests, 256 new tokens)."""
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from stars_plugins.bench_speed import reward_cache_schedule, run_overhead, time_reward_phase
+    from stars_plugins.benchmarks.speed import reward_cache_schedule, run_overhead, time_reward_phase
     from stars_plugins.rewards.causal import CausalLMReward
 
     device = torch.device(args.device)

@@ -5,6 +5,7 @@
     results = rt.generate(["How do I ...?"], StarsConfig(horizon=16, num_candidates=4))
 """
 
+from stars_plugins.backends import HFPolicy, load_policy
 from stars_plugins.config import StarsConfig
 from stars_plugins.decoding import available_strategies, register_strategy
 from stars_plugins.errors import (
@@ -17,7 +18,6 @@ from stars_plugins.errors import (
     UnknownRewardError,
     UnknownStrategyError,
 )
-from stars_plugins.policy import HFPolicy, load_policy
 from stars_plugins.results import GenerationResult, GenerationStats, Segment
 from stars_plugins.rewards import (
     CallableReward,

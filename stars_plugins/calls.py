@@ -27,8 +27,7 @@ from pydantic import AliasChoices, BaseModel, Field, ValidationError, create_mod
 from stars_plugins.config import StarsConfig
 from stars_plugins.errors import ConfigError
 from stars_plugins.models import DEFAULT_POLICY_ALIASES, SMOLLM2_GGUF
-from stars_plugins.policy import PromptInput
-from stars_plugins.policy.prompts import PromptOptions, PromptRenderer
+from stars_plugins.prompts import PromptInput, PromptOptions, PromptRenderer
 from stars_plugins.results import GenerationResult, Segment
 from stars_plugins.rewards import RewardModel, available_rewards, load_reward
 from stars_plugins.rewards.base import reward_identity

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from stars_plugins.errors import ConfigError, ModelNotFoundError
+from stars_plugins.models import DEFAULT_POLICY_ALIASES, embedded_policy_file
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,20 @@ def load_error(source: ModelSource, exc: Exception, *, what: str) -> ModelNotFou
         f"could not load {what} {source.location!r}: {type(exc).__name__}: {exc}.{hint}",
         path=source.location,
     )
+
+
+def policy_source(policy: str | os.PathLike[str] | None) -> ModelSource:
+    if policy is not None and not isinstance(policy, str | os.PathLike):
+        raise ConfigError(f"policy must be a hub id, a folder or a .gguf file path, got {type(policy).__name__}")
+    if policy is None or (isinstance(policy, str) and policy.lower() in DEFAULT_POLICY_ALIASES):
+        return resolve_source(embedded_policy_file(), what="policy")
+    return resolve_source(policy, what="policy")
+
+
+def is_server_url(policy: Any) -> bool:
+    """Whether `policy` names a serving engine (an http(s) URL, or a list of them)."""
+    if isinstance(policy, str):
+        return policy.startswith(("http://", "https://"))
+    if isinstance(policy, list | tuple) and policy:
+        return all(isinstance(p, str) and p.startswith(("http://", "https://")) for p in policy)
+    return False

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from stars_plugins.backends import load_policy
+from stars_plugins.backends.protocol import PolicyBackend
 from stars_plugins.config import StarsConfig
 from stars_plugins.decoding import (
     DecodeContext,
@@ -19,12 +21,11 @@ from stars_plugins.decoding import (
     check_strategy,
     get_strategy,
 )
-from stars_plugins.decoding.backend import PolicyBackend
 from stars_plugins.decoding.state import Event
+from stars_plugins.devices import resolve_device
 from stars_plugins.errors import ConfigError, PromptError, PromptTooLongError, StarsError
-from stars_plugins.policy import PromptInput, load_policy
-from stars_plugins.policy.loader import is_server_url, policy_source, resolve_device
-from stars_plugins.policy.prompts import PromptOptions, prompt_list
+from stars_plugins.model_source import is_server_url, policy_source
+from stars_plugins.prompts import PromptInput, PromptOptions, prompt_list
 from stars_plugins.results import GenerationResult, Segment
 from stars_plugins.rewards import RewardModel, load_reward, score_checked
 from stars_plugins.rewards.registry import RewardSpec

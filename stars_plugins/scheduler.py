@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from stars_plugins.decoding.backend import PolicyBackend
+from stars_plugins.backends.protocol import PolicyBackend
 from stars_plugins.decoding.scoring import DecodeContext
 from stars_plugins.decoding.state import Event, FinishEvent, RequestState
 from stars_plugins.errors import EngineError, RewardError

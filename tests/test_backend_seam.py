@@ -7,7 +7,7 @@ import pytest
 from toy_backend import ToyBackend, ToyBatch
 
 from stars_plugins import StarsConfig, StarsRuntime
-from stars_plugins.decoding.backend import PolicyBackend, PolicyBatch
+from stars_plugins.backends.protocol import PolicyBackend, PolicyBatch
 from stars_plugins.errors import ConfigError
 from stars_plugins.rewards.base import CallableReward
 

@@ -9,9 +9,9 @@ import pytest
 
 import stars_plugins.runtime
 from stars_plugins import StarsConfig, StarsRuntime
+from stars_plugins.devices import resolve_device
 from stars_plugins.errors import ConfigError, ModelNotFoundError, PromptError, UnknownRewardError
 from stars_plugins.models import embedded_policy_file
-from stars_plugins.policy.loader import resolve_device
 from stars_plugins.rewards import CallableReward, load_reward
 
 

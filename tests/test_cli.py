@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 import stars_plugins.runtime
-from stars_plugins.cli import DEFAULT_TRAIN_OUTPUT, main
+from reward_training.__main__ import DEFAULT_OUTPUT as DEFAULT_TRAIN_OUTPUT
+from reward_training.__main__ import main as train_main
+from stars_plugins.cli import main
 
 FAST = ["--reward", "sentiment", "--max-new-tokens", "8", "--horizon", "4", "--seed", "0"]
 slow = pytest.mark.slow  # loads the embedded policy
@@ -122,7 +124,8 @@ def test_a_zero_limit_is_refused_by_the_argument_parser(capsys, no_policy):
 @pytest.mark.parametrize(("value", "expected"), [("none", None), ("None", None), ("0.5", 0.5), ("1", 1.0), ("0", 0.0)])
 def test_the_target_cap_quantile_flag_reaches_the_config(value, expected):
     from stars_plugins import StarsConfig
-    from stars_plugins.cli import _config, build_parser
+    from stars_plugins.cli import build_parser
+    from stars_plugins.cli.common import config_from_args as _config
 
     args = build_parser().parse_args(["generate", "hi", "--target-cap-quantile", value])
     assert _config(args).target_cap_quantile == expected
@@ -137,7 +140,7 @@ def test_a_target_cap_quantile_outside_0_1_is_refused_by_the_argument_parser(cap
 
 
 def test_train_reward_writes_a_new_folder_by_default_never_the_shipped_weights(tmp_path, monkeypatch, capsys):
-    import stars_plugins.rewards.training as training
+    import reward_training.train as training
     from stars_plugins.rewards.harmless import default_head_path
 
     calls = []
@@ -152,7 +155,7 @@ def test_train_reward_writes_a_new_folder_by_default_never_the_shipped_weights(t
 
     monkeypatch.setattr(training, "train_harmless_head", fake_train)
     monkeypatch.chdir(tmp_path)
-    assert main(["train-reward", "--no-progress"]) == 0
+    assert train_main(["--no-progress"]) == 0
     [output] = calls
     assert output == Path(DEFAULT_TRAIN_OUTPUT)
     assert default_head_path().parent.resolve() not in [output.resolve(), *output.resolve().parents]

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from stars_plugins import StarsConfig, StarsRuntime
-from stars_plugins.decoding import batch as batch_module
+from stars_plugins.backends.hf import batch as batch_module
 from stars_plugins.errors import StarsError
 
 pytestmark = pytest.mark.slow  # the tiny models borrow the embedded policy's tokenizer

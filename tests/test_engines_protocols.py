@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from stars_plugins.engines.llamacpp import LlamaCppProtocol
-from stars_plugins.engines.protocol import SegmentRequest
-from stars_plugins.engines.sglang import SGLangProtocol
-from stars_plugins.engines.vllm import VLLMProtocol, supports_token_ids
+from stars_plugins.backends.remote.llamacpp import LlamaCppProtocol
+from stars_plugins.backends.remote.protocol import SegmentRequest
+from stars_plugins.backends.remote.sglang import SGLangProtocol
+from stars_plugins.backends.remote.vllm import VLLMProtocol, supports_token_ids
 from stars_plugins.errors import ServingError
 
 REQUEST = SegmentRequest(prompt=(1, 9690, 198), max_tokens=4, temperature=0.7, top_k=0, top_p=0.9, seed=1234)

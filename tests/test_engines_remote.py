@@ -11,13 +11,13 @@ import threading
 import httpx
 import pytest
 
+from stars_plugins.backends.remote.batch import RemotePolicy, _stand_in_logits, row_seed, segment_seed
+from stars_plugins.backends.remote.detect import Replica
+from stars_plugins.backends.remote.llamacpp import LlamaCppProtocol
+from stars_plugins.backends.remote.protocol import SegmentRequest, ServerInfo
+from stars_plugins.backends.remote.transport import HttpTransport
+from stars_plugins.backends.sampling import RowSampling, entropy
 from stars_plugins.decoding.rules import entropy_boundary
-from stars_plugins.decoding.sampling import RowSampling, entropy
-from stars_plugins.engines.detect import Replica
-from stars_plugins.engines.llamacpp import LlamaCppProtocol
-from stars_plugins.engines.protocol import SegmentRequest, ServerInfo
-from stars_plugins.engines.remote import RemotePolicy, _stand_in_logits, row_seed, segment_seed
-from stars_plugins.engines.transport import HttpTransport
 from stars_plugins.errors import ServingError, ServingUnavailableError
 
 EOS = 2

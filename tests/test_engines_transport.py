@@ -7,9 +7,10 @@ import json
 import httpx
 import pytest
 
-from stars_plugins.engines.detect import connect, engine_name, is_remote, server_root
-from stars_plugins.engines.transport import API_KEY_ENV, HttpTransport
+from stars_plugins.backends.remote.detect import connect, engine_name, server_root
+from stars_plugins.backends.remote.transport import API_KEY_ENV, HttpTransport
 from stars_plugins.errors import ConfigError, ServingError, ServingUnavailableError
+from stars_plugins.model_source import is_server_url as is_remote
 
 
 def transport_for(handler, **kwargs) -> tuple[HttpTransport, list[float]]:
@@ -181,8 +182,8 @@ CLASSIFY_RESPONSE = {  # the response format in SGLang's classification docs (vL
 
 
 def test_remote_reward_scores_every_pair_in_one_call():
-    from stars_plugins.engines import RemoteReward
     from stars_plugins.rewards import score_checked
+    from stars_plugins.rewards.remote import RemoteReward
 
     seen = []
 
@@ -200,8 +201,8 @@ def test_remote_reward_scores_every_pair_in_one_call():
 
 
 def test_remote_reward_renders_with_the_reward_models_chat_template_and_checks_the_count():
-    from stars_plugins.engines import RemoteReward
     from stars_plugins.errors import RewardError
+    from stars_plugins.rewards.remote import RemoteReward
 
     class ChatTokenizer:
         chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from stars_plugins.cli import main
-from stars_plugins.evaluation import (
+from reward_training.train import load_pairs
+from stars_plugins.benchmarks.evaluation import (
     REFUSAL_PHRASES,
     first_per_kind,
     is_refusal,
@@ -17,7 +17,7 @@ from stars_plugins.evaluation import (
     refusal_phrases_in,
     refusal_rate,
 )
-from stars_plugins.rewards.training import load_pairs
+from stars_plugins.cli import main
 
 
 # ---------------------------------------------------------------------------- refusal detection
@@ -146,4 +146,8 @@ def test_eval_rejects_an_unknown_strategy(tmp_path, capsys) -> None:
 def _data(name: str):
     from importlib import resources
 
-    return resources.files("stars_plugins").joinpath("data", name)
+    from reward_training.train import data_folder
+
+    if name.startswith("harmless_") and name != "harmless_eval.jsonl":
+        return data_folder() / name  # training data: in the repository, not in the wheel
+    return resources.files("stars_plugins.benchmarks").joinpath("data", name)

@@ -1,21 +1,22 @@
-"""The built-in "harmless" reward: its head file, its training data, its accuracy and `stars train-reward`."""
+"""The built-in "harmless" reward: its head file, its training data and accuracy, and its training
+(`python -m reward_training`)."""
 
 from __future__ import annotations
 
 import json
-from importlib import resources
 
 import pytest
 import torch
 
+from reward_training.__main__ import main as train_main
+from reward_training.train import DataError, data_folder, load_pairs
 from stars_plugins.cli import main
 from stars_plugins.errors import ModelNotFoundError, RewardError
 from stars_plugins.rewards import available_rewards, load_reward
 from stars_plugins.rewards.harmless import HarmlessReward, PairHead, SentenceEmbedder, default_head_path, load_head
 from stars_plugins.rewards.registry import DEFAULT_REWARD
-from stars_plugins.rewards.training import DataError, load_pairs
 
-DATA = resources.files("stars_plugins").joinpath("data")
+DATA = data_folder()
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def reward(embedder: SentenceEmbedder) -> HarmlessReward:
 # ---------------------------------------------------------------------------- bad head files
 def test_missing_head_file_names_the_file(tmp_path) -> None:
     missing = tmp_path / "nowhere" / "harmless_head.safetensors"
-    with pytest.raises(ModelNotFoundError, match="nowhere/harmless_head.safetensors.*stars train-reward"):
+    with pytest.raises(ModelNotFoundError, match="nowhere/harmless_head.safetensors.*python -m reward_training"):
         load_head(missing, 384)
 
 
@@ -154,7 +155,7 @@ def _must_not_load(*args, **kwargs):
     raise AssertionError("the policy must not be loaded")
 
 
-# ---------------------------------------------------------------------------- stars train-reward
+# ---------------------------------------------------------------------------- python -m reward_training
 def test_train_reward_writes_loadable_weights(tmp_path, embedder, capsys) -> None:
     rows = []
     for i in range(6):
@@ -170,7 +171,7 @@ def test_train_reward_writes_loadable_weights(tmp_path, embedder, capsys) -> Non
     data = tmp_path / "tiny.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "head"
-    assert main(["train-reward", "--data", str(data), "--output", str(out), "--epochs", "3", "--no-progress"]) == 0
+    assert train_main(["--data", str(data), "--output", str(out), "--epochs", "3", "--no-progress"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["train_pairs"] >= 12 and report["heldout_pairs"] >= 4
     assert report["seed"] == 0 and report["epochs"] == 3
@@ -181,7 +182,7 @@ def test_train_reward_writes_loadable_weights(tmp_path, embedder, capsys) -> Non
     assert len(trained.score(["hi"], ["hello"])) == 1
     # same seed, same data: the same weights
     again = tmp_path / "again"
-    assert main(["train-reward", "--data", str(data), "--output", str(again), "--epochs", "3", "--no-progress"]) == 0
+    assert train_main(["--data", str(data), "--output", str(again), "--epochs", "3", "--no-progress"]) == 0
     from safetensors.torch import load_file
 
     first = load_file(str(out / "harmless_head.safetensors"))

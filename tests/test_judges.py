@@ -12,7 +12,7 @@ from stars_plugins.decoding.judges import FinalScoreJudge, NoJudge, ThresholdJud
 from stars_plugins.decoding.scoring import DecodeContext, release
 from stars_plugins.decoding.state import Candidate, RequestState
 from stars_plugins.errors import RewardError
-from stars_plugins.policy.prompts import PreparedPrompt
+from stars_plugins.prompts import PreparedPrompt
 from stars_plugins.rewards.base import CallableReward
 
 

@@ -30,7 +30,7 @@ from stars_plugins import (
     available_rewards,
     calls,
 )
-from stars_plugins.policy import loaded_policies
+from stars_plugins.backends import loaded_policies
 from stars_plugins.runtime import GenerationJob
 
 PROMPT = "Describe a sunny afternoon at the beach."

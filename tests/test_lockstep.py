@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from stars_plugins import StarsConfig, StarsRuntime
-from stars_plugins.decoding import batch as batch_module
-from stars_plugins.decoding.batch import left_padded
+from stars_plugins.backends.hf import batch as batch_module
+from stars_plugins.backends.hf.batch import left_padded
 
 PROMPTS = [
     "How do I bake bread?",

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from stars_plugins.rewards.causal import CausalLMReward, supports_prefix_cache
-from stars_plugins.rewards.classifier import ClassifierReward, load_classifier_reward
+from stars_plugins.rewards.classifier import ClassifierReward
+from stars_plugins.rewards.registry import load_classifier_reward
 from tests.test_sampling import build_tiny_runtime, tiny_tokenizer
 
 CHAT = "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}</s>\n{% endfor %}"
@@ -127,7 +128,7 @@ def test_the_first_candidate_is_kept_even_when_a_requests_rows_span_two_chunks()
 
 
 def test_the_reward_cache_bench_replays_stars_rounds():
-    from stars_plugins.bench_speed import reward_cache_schedule, reward_cache_summary
+    from stars_plugins.benchmarks.speed import reward_cache_schedule, reward_cache_summary
 
     tokenizer = tiny_tokenizer(vocab_size=420)
     rounds = reward_cache_schedule(tokenizer, ["p0", "p1", "p2"], max_new_tokens=24, horizon=8, candidates=2,

@@ -7,8 +7,8 @@ import math
 import torch
 
 from stars_plugins import StarsConfig
+from stars_plugins.backends.sampling import entropy
 from stars_plugins.decoding.rules import EntropyBoundary, FixedHorizon, WholeResponse, entropy_boundary
-from stars_plugins.decoding.sampling import entropy
 
 
 def test_fixed_horizon_runs_k_tokens_without_a_boundary():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stars_plugins import StarsConfig, StarsRuntime
-from stars_plugins.decoding.sampling import BatchSampler, RowSampling, splitmix64, splitmix64_reference
+from stars_plugins.backends.sampling import BatchSampler, RowSampling, splitmix64, splitmix64_reference
 
 CORPUS = [
     "the quick brown fox jumps over the lazy dog",
@@ -102,7 +102,7 @@ def test_the_vocabulary_is_never_sorted(monkeypatch):
 
 @pytest.mark.parametrize("scale", [0.05, 1.0, 4.0, 15.0])
 def test_radix_nucleus_equals_the_sorted_nucleus(scale):
-    from stars_plugins.decoding.sampling import _nucleus
+    from stars_plugins.backends.sampling import _nucleus
 
     torch.manual_seed(3)
     probs = torch.softmax(torch.randn(32, 5000) * scale, dim=-1)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from stars_plugins import StarsConfig, StarsRuntime
-from stars_plugins.decoding import batch as batch_module
+from stars_plugins.backends.hf import batch as batch_module
 
 GREEDY = StarsConfig(temperature=0.0, horizon=4, max_new_tokens=24, target_reward=0.0, acceptance="hard")
 PROMPTS = ["the first prompt", "a second, somewhat longer prompt", "third", "and a fourth one here"]

@@ -314,7 +314,7 @@ def test_serve_command_defaults_to_loopback_and_the_package_does_not_need_fastap
 
 
 def test_missing_api_key_variable_is_a_clear_error(monkeypatch):
-    from stars_plugins.server.command import _api_key
+    from stars_plugins.cli.serve import _api_key
 
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     with pytest.raises(ValueError, match="NO_SUCH_KEY_VAR"):

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
-from stars_plugins.server.loadtest import free_port, wait_healthy, wait_idle  # noqa: E402
+from stars_plugins.benchmarks.serve_load import free_port, wait_healthy, wait_idle  # noqa: E402
 
 KEY = "test-key-0123456789"
 MESSAGES = [{"role": "user", "content": "Give me three tips for staying focused."}]

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 import torch
 
-from stars_plugins.decoding.backend import RoundOutput
-from stars_plugins.decoding.sampling import BatchSampler, RowSampling
-from stars_plugins.policy.prompts import PreparedPrompt, PromptOptions
+from stars_plugins.backends.protocol import RoundOutput
+from stars_plugins.backends.sampling import BatchSampler, RowSampling
+from stars_plugins.prompts import PreparedPrompt, PromptOptions
 
 EOS = 26  # tokens 0..25 are the letters a..z
 

@@ -12,9 +12,9 @@ from typing import Any, Protocol
 
 import torch
 
+from stars_plugins.backends.protocol import BoundaryRule
+from stars_plugins.backends.sampling import entropy
 from stars_plugins.config import StarsConfig
-from stars_plugins.decoding.backend import BoundaryRule
-from stars_plugins.decoding.sampling import entropy
 
 
 class SegmentRule(Protocol):

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stars_plugins.decoding.backend import PolicyBackend
+from stars_plugins.backends.protocol import PolicyBackend
 from stars_plugins.decoding.state import RequestState
 from stars_plugins.errors import RewardError
-from stars_plugins.rewards.base import RewardModel, release_keys, score_checked
-from stars_plugins.rewards.causal import add_reward_tokens
+from stars_plugins.rewards.base import RewardModel, add_reward_tokens, release_keys, score_checked
 
 
 @dataclass

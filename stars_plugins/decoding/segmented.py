@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from stars_plugins.backends.protocol import BoundaryRule, PolicyBackend, PolicyBatch
 from stars_plugins.config import StarsConfig
-from stars_plugins.decoding.backend import BoundaryRule, PolicyBackend, PolicyBatch
 from stars_plugins.decoding.judges import Judge
 from stars_plugins.decoding.rules import SegmentRule
 from stars_plugins.decoding.scoring import DecodeContext, release

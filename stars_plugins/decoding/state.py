@@ -7,14 +7,12 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stars_plugins.backends.sampling import RowSampling
 from stars_plugins.config import StarsConfig
-from stars_plugins.decoding.sampling import RowSampling
+from stars_plugins.prompts import PreparedPrompt
 from stars_plugins.results import FinishReason, GenerationResult, GenerationStats, Segment
-
-if TYPE_CHECKING:
-    from stars_plugins.policy.prompts import PreparedPrompt
 
 _keys = itertools.count()
 

@@ -1,11 +1,12 @@
 """Reward backends behind one batched protocol: `score(prompts, responses) -> scores`."""
 
 from stars_plugins.rewards.base import CallableReward, RewardModel, score_checked
-from stars_plugins.rewards.classifier import ClassifierReward, load_classifier_reward
+from stars_plugins.rewards.classifier import ClassifierReward
 from stars_plugins.rewards.harmless import HarmlessReward
 from stars_plugins.rewards.registry import (
     available_rewards,
     clear_reward_cache,
+    load_classifier_reward,
     load_reward,
     register_reward,
 )

@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from stars_plugins.errors import RewardError
+from stars_plugins.results import GenerationStats
 
 
 @runtime_checkable
@@ -109,3 +110,13 @@ def release_keys(reward: RewardModel, keys: Sequence[Hashable]) -> None:
         release(list(keys))
     except Exception as exc:
         warnings.warn(f"reward {reward.name!r} failed to release request keys: {exc}", RuntimeWarning, stacklevel=2)
+
+
+def add_reward_tokens(reward: Any, stats: Sequence[GenerationStats]) -> None:
+    """After a successful reward call, add the reward-model tokens it ran for each pair to that
+    pair's request stats (rewards that report `last_tokens`; others count nothing)."""
+    counts = getattr(reward, "last_tokens", None)
+    if counts is None or len(counts) != len(stats):
+        return
+    for s, n in zip(stats, counts, strict=True):
+        s.reward_tokens += int(n)

@@ -30,7 +30,6 @@ from typing import Any
 
 import torch
 
-from stars_plugins.results import GenerationStats
 from stars_plugins.rewards.classifier import ClassifierReward
 
 
@@ -227,16 +226,6 @@ class CausalLMReward(ClassifierReward):
 
     def __repr__(self) -> str:
         return f"CausalLMReward({self.name!r}, cached requests={len(self.entries)})"
-
-
-def add_reward_tokens(reward: Any, stats: Sequence[GenerationStats]) -> None:
-    """After a successful reward call, add the reward-model tokens it ran for each pair to that
-    pair's request stats (rewards that report `last_tokens`; others count nothing)."""
-    counts = getattr(reward, "last_tokens", None)
-    if counts is None or len(counts) != len(stats):
-        return
-    for s, n in zip(stats, counts, strict=True):
-        s.reward_tokens += int(n)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

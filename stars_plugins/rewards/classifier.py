@@ -7,15 +7,12 @@ with its own chat template when it has one (as reward models trained on chats ex
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from stars_plugins.errors import ConfigError
-from stars_plugins.model_source import load_error, resolve_source
-from stars_plugins.quiet import quiet_loading
 
 
 class ClassifierReward:
@@ -92,33 +89,3 @@ class ClassifierReward:
 
     def __repr__(self) -> str:
         return f"ClassifierReward({self.name!r})"
-
-
-def load_classifier_reward(
-    spec: str | os.PathLike[str],
-    *,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | str | None = None,
-    label: int | str | None = None,
-    trust_remote_code: bool = False,
-) -> ClassifierReward:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from stars_plugins.policy.loader import resolve_device, resolve_dtype
-
-    source = resolve_source(spec, what="reward model")
-    target = resolve_device(device)
-    common = {**source.pretrained_kwargs(), "trust_remote_code": trust_remote_code}
-    try:
-        with quiet_loading():
-            tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source.location, dtype=resolve_dtype(dtype, target), **common
-            )
-    except OSError as exc:
-        raise load_error(source, exc, what="reward model") from exc
-    model = model.to(target).requires_grad_(False)
-    from stars_plugins.rewards.causal import CausalLMReward, supports_prefix_cache
-
-    reward_class = CausalLMReward if supports_prefix_cache(model) else ClassifierReward
-    return reward_class(model, tokenizer, name=source.display_name, label=label)

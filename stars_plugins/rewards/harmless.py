@@ -1,5 +1,5 @@
 """Built-in reward "harmless": all-MiniLM-L6-v2 embeddings of prompt and response, and a small
-head trained with a Bradley-Terry loss on the project's preference data (`stars train-reward`).
+head trained with a Bradley-Terry loss on the project's preference data (`python -m reward_training` in the repository).
 
 It rewards refusing or redirecting harmful requests and answering harmless ones helpfully, and it
 scores unfinished responses (it was trained on prefixes too), as STARS needs.
@@ -120,7 +120,8 @@ def load_head(path: str | Path, embedding_dim: int) -> tuple[PairHead, dict[str,
     path = Path(path)
     if not path.is_file():
         raise ModelNotFoundError(
-            f"harmless reward head {str(path)!r} does not exist; train it with `stars train-reward`", path=str(path)
+            f"harmless reward head {str(path)!r} does not exist; train one with `python -m reward_training` "
+            "(in a clone of the repository) or reinstall stars-plugins for the shipped one", path=str(path)
         )
     meta_path = path.with_suffix(".json")
     meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}

@@ -9,8 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from stars_plugins.devices import resolve_device, resolve_dtype
 from stars_plugins.errors import ConfigError, ModelNotFoundError, UnknownRewardError
+from stars_plugins.model_source import load_error, resolve_source
+from stars_plugins.quiet import quiet_loading
 from stars_plugins.rewards.base import CallableReward, RewardModel
+from stars_plugins.rewards.causal import CausalLMReward, supports_prefix_cache
+from stars_plugins.rewards.classifier import ClassifierReward
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,6 @@ def load_reward(spec: RewardSpec = None, *, device: str | None = None, **classif
     if isinstance(spec, str) and spec in _builtins:
         return _cached(("builtin", spec), _builtins[spec].factory)
 
-    from stars_plugins.rewards.classifier import load_classifier_reward
-
     text = os.fspath(spec)
     key = ("classifier", text, device, tuple(sorted(classifier_options.items())))
     bare_name = "/" not in text and not os.path.exists(text)
@@ -107,3 +112,31 @@ def _cached(key: tuple[Any, ...], factory: Callable[[], RewardModel]) -> RewardM
 def clear_reward_cache() -> None:
     with _lock:
         _loaded.clear()
+
+
+def load_classifier_reward(
+    spec: str | os.PathLike[str],
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    label: int | str | None = None,
+    trust_remote_code: bool = False,
+) -> ClassifierReward:
+    """A sequence classifier by folder or hub id: a `CausalLMReward` (with a per-request prefix cache)
+    over a decoder that supports it, else a `ClassifierReward`."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    source = resolve_source(spec, what="reward model")
+    target = resolve_device(device)
+    common = {**source.pretrained_kwargs(), "trust_remote_code": trust_remote_code}
+    try:
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source.location, dtype=resolve_dtype(dtype, target), **common
+            )
+    except OSError as exc:
+        raise load_error(source, exc, what="reward model") from exc
+    model = model.to(target).requires_grad_(False)
+    reward_class = CausalLMReward if supports_prefix_cache(model) else ClassifierReward
+    return reward_class(model, tokenizer, name=source.display_name, label=label)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from stars_plugins import StarsRuntime
-from stars_plugins.engines import SegmentRequest, load_remote_policy
+from stars_plugins.backends.remote import SegmentRequest, load_remote_policy
 from stars_plugins.errors import ServingError, ServingUnavailableError
 from stars_plugins.models import embedded_policy_file
 from stars_plugins.rewards import load_reward

@@ -1,0 +1,302 @@
+"""`RemotePolicy` and `RemoteBatch`: the policy on a serving engine, behind the `PolicyBackend` seam.
+
+The client keeps every row's prefix as token ids and sends them as ids; the engine's generated ids
+come back as ids. Text is never re-tokenised between rounds. One round is one segment request per
+row, all sent together over a bounded pool of connections; a rejected segment is forgotten by
+cutting the row's prefix back (the engine's prefix cache makes the resample cheap); accepting one
+of N candidates copies the winner's prefix over its siblings. Nothing lives on the server between
+rounds, so a server that restarts loses nothing but its cache.
+
+Seeds: every segment request carries a seed derived from the request's seed, the row's stream
+(and copy index), the prefix length (which segment) and how many times this row has sampled from
+that prefix (which attempt), so a request's samples do not depend on what shares its round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from stars_plugins.backends.protocol import BoundaryRule, RoundOutput
+from stars_plugins.backends.remote.detect import Replica
+from stars_plugins.backends.remote.protocol import SegmentRequest, SegmentResult
+from stars_plugins.backends.remote.transport import HttpTransport
+from stars_plugins.backends.sampling import RowSampling
+from stars_plugins.errors import ConfigError, ServingError
+from stars_plugins.prompts import PromptRenderer, TokenizerSide
+
+#: How many of the most likely tokens' logprobs an engine returns per token for entropy boundaries.
+BOUNDARY_TOP_LOGPROBS = 20
+_affinity = itertools.count()  # spreads prompts over replicas; a row keeps its replica (its KV cache)
+
+
+def segment_seed(seed: int, stream: int, salt: int, position: int, attempt: int) -> int:
+    """The seed of one segment request: stable across runs and processes, in [0, 2**31)."""
+    digest = hashlib.blake2b(f"{seed}:{stream}:{salt}:{position}:{attempt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def row_seed(sampling: RowSampling) -> tuple[int, int]:
+    """(request seed, stream) of a row: `seed`/`stream` fields, or the seed of its torch generator."""
+    seed = getattr(sampling, "seed", None)
+    if seed is None:
+        generator = getattr(sampling, "generator", None)
+        seed = generator.initial_seed() if generator is not None else 0
+    return int(seed), int(getattr(sampling, "stream", 0) or 0)
+
+
+@dataclass
+class _Row:
+    prefix: list[int]  # prompt + accepted tokens (+ this round's segment until the round is judged)
+    sampling: RowSampling
+    salt: int  # tells apart copies of one request that share seed and stream
+    affinity: int  # which replica serves this row
+    at_length: int = -1  # prefix length of the last sampled segment ...
+    attempt: int = 0  # ... and how many times this row has sampled from it
+
+
+class RemotePolicy(TokenizerSide):
+    """A policy served by vLLM, SGLang or llama.cpp's server (one or several replicas).
+
+    `tokenizer` is the served model's tokenizer, used to render prompts and decode text only.
+    """
+
+    # Entropy boundaries (CARDS) from the top logprobs the engine returns with each token: see
+    # `cut_at_boundary`. The entropy is an estimate, so boundaries can differ from in process.
+    supports_boundary = True
+
+    def __init__(
+        self,
+        replicas: Sequence[Replica],
+        transport: HttpTransport,
+        tokenizer: Any,
+        *,
+        name: str,
+        eos_token_ids: tuple[int, ...],
+        pad_token_id: int,
+        context_window: int,
+        max_concurrency: int = 32,
+    ):
+        if not replicas:
+            raise ConfigError("a remote policy needs at least one server URL")
+        self.replicas = list(replicas)
+        self.transport = transport
+        self.tokenizer = tokenizer
+        self.name = name
+        self.eos_token_ids = eos_token_ids
+        self.pad_token_id = pad_token_id
+        self.context_window = context_window
+        self.renderer = PromptRenderer(tokenizer, name, context_window)
+        self.device = torch.device("cpu")  # where reward models go by default; the policy is elsewhere
+        self.key: tuple[Any, ...] | None = None
+        self.max_concurrency = max_concurrency
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="stars-remote")
+
+    @property
+    def engine(self) -> str:
+        return self.replicas[0].protocol.name
+
+    @property
+    def urls(self) -> list[str]:
+        return [r.url for r in self.replicas]
+
+    def open_batch(
+        self, prompts: Sequence[Sequence[int]], copies: Sequence[int], sampling: Sequence[RowSampling]
+    ) -> RemoteBatch:
+        if len(sampling) != sum(copies):
+            raise ValueError(f"{len(sampling)} sampling settings for {sum(copies)} rows; pass one per row")
+        rows: list[_Row] = []
+        for prompt, count in zip(prompts, copies, strict=True):
+            affinity = next(_affinity)
+            for copy in range(count):
+                rows.append(_Row(list(prompt), sampling[len(rows)], salt=copy, affinity=affinity))
+        return RemoteBatch(self, rows)
+
+    # ------------------------------------------------------------------ one round trip
+    def generate(self, requests: Sequence[SegmentRequest], affinities: Sequence[int]) -> list[SegmentResult]:
+        """Send every segment request at once (at most `max_concurrency` in flight); fail if any fails."""
+        replicas = self.replicas
+        futures = [
+            self._pool.submit(self._one, replicas[affinity % len(replicas)], request)
+            for request, affinity in zip(requests, affinities, strict=True)
+        ]
+        results: list[SegmentResult] = []
+        errors: list[BaseException] = []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except Exception as exc:  # every request finishes before the round fails
+                errors.append(exc)
+        if errors:
+            first = errors[0]
+            reason = str(first) or type(first).__name__
+            message = f"{len(errors)} of {len(futures)} segment requests to {self.engine} failed; first: {reason}"
+            raise (type(first)(message, url=first.url, status=first.status) if isinstance(first, ServingError)
+                   else ServingError(message)) from first
+        return results
+
+    def _one(self, replica: Replica, request: SegmentRequest) -> SegmentResult:
+        body = replica.protocol.request_body(request, replica.info.model)
+        answer = self.transport.post_json(replica.generate_url, body)
+        return replica.protocol.parse_response(answer, request)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.transport.close()
+
+    def __repr__(self) -> str:
+        return f"RemotePolicy({self.name!r}, urls={self.urls}, context_window={self.context_window})"
+
+
+class RemoteBatch:
+    """Rows whose prefixes live on the client; each round is one segment request per sampling row."""
+
+    def __init__(self, policy: RemotePolicy, rows: list[_Row]):
+        self.policy = policy
+        self.rows = rows
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.rows)
+
+    def run_round(
+        self,
+        budgets: Sequence[int],
+        boundary: BoundaryRule | None = None,
+        forced: dict[int, Sequence[int]] | None = None,
+    ) -> RoundOutput:
+        forced = forced or {}
+        starts = [len(row.prefix) for row in self.rows]
+        segments: list[list[int]] = [[] for _ in self.rows]
+        hit_eos = [False] * len(self.rows)
+        sampled, requests, affinities = [], [], []
+        top_logprobs = BOUNDARY_TOP_LOGPROBS if boundary is not None else 0
+        for r, row in enumerate(self.rows):
+            if r in forced:
+                segments[r] = list(forced[r])
+            elif budgets[r] > 0:
+                sampled.append(r)
+                requests.append(self._request(row, int(budgets[r]), top_logprobs))
+                affinities.append(row.affinity)
+        results = self.policy.generate(requests, affinities)
+        if boundary is not None:
+            results = cut_at_boundary(results, boundary)
+        for r, result in zip(sampled, results, strict=True):
+            segments[r], hit_eos[r] = result.tokens, result.hit_eos
+        steps = max((len(s) for s in segments), default=0)
+        tokens = torch.full((len(self.rows), steps), self.policy.pad_token_id, dtype=torch.long)
+        for r, segment in enumerate(segments):
+            if segment:
+                tokens[r, : len(segment)] = torch.tensor(segment, dtype=torch.long)
+            self.rows[r].prefix.extend(segment)
+        lengths = torch.tensor([len(s) for s in segments], dtype=torch.long)
+        return RoundOutput(tokens, lengths, torch.tensor(hit_eos, dtype=torch.bool), restore=starts)
+
+    def _request(self, row: _Row, budget: int, top_logprobs: int) -> SegmentRequest:
+        position = len(row.prefix)
+        if position == row.at_length:
+            row.attempt += 1
+        else:
+            row.at_length, row.attempt = position, 0
+        seed, stream = row_seed(row.sampling)
+        s = row.sampling
+        return SegmentRequest(
+            prompt=tuple(row.prefix),
+            max_tokens=budget,
+            temperature=float(s.temperature),
+            top_k=int(s.top_k),
+            top_p=float(s.top_p),
+            seed=segment_seed(seed, stream, row.salt, position, row.attempt),
+            top_logprobs=top_logprobs,
+        )
+
+    def rollback(self, rows: Sequence[int], out: RoundOutput) -> None:
+        for r in rows:
+            del self.rows[r].prefix[out.restore[r] :]
+
+    def select_rows(self, source: Sequence[int]) -> None:
+        seen: dict[int, int] = {}
+        new_rows = []
+        for s in source:
+            old = self.rows[int(s)]
+            copy = seen.get(int(s), 0)
+            seen[int(s)] = copy + 1
+            salt = old.salt if copy == 0 else segment_seed(old.salt, copy, 0, 0, 0)
+            new_rows.append(_Row(list(old.prefix), old.sampling, salt, old.affinity, old.at_length, old.attempt))
+        self.rows = new_rows
+
+    def merge(self, other: Any) -> None:
+        if not isinstance(other, RemoteBatch):
+            raise TypeError(f"cannot merge {type(other).__name__} into a RemoteBatch")
+        self.rows.extend(other.rows)
+        other.free()
+
+    def mergeable(self) -> bool:
+        return True
+
+    def compact(self) -> bool:
+        return False  # nothing to squeeze: prefixes are plain lists
+
+    def free(self) -> None:
+        self.rows = []
+
+
+def cut_at_boundary(results: Sequence[SegmentResult], boundary: BoundaryRule) -> list[SegmentResult]:
+    """End each segment where `boundary` says, judging the distribution before every token.
+
+    The engine generated up to the budget; the rule runs afterwards on stand-in logits built from
+    the top-N logprobs of each position: the N known log-probabilities, plus the remaining mass
+    spread evenly over as many tokens as needed for none to exceed the N-th probability (so the
+    entropy of the stand-in is a lower bound of the true entropy, and equal to it when the top N
+    hold all the mass). Tokens after the boundary are dropped. Rules that read only the
+    distribution (CARDS' entropy rule does) see what they need; token positions are not kept.
+    """
+    if not results:
+        return []
+    steps = max(len(r.tokens) for r in results)
+    cut = [len(r.tokens) for r in results]
+    for s in range(steps):
+        rows = [i for i, r in enumerate(results) if cut[i] > s]
+        if not rows:
+            break
+        logits = _stand_in_logits([results[i].top_logprobs[s] for i in rows])  # type: ignore[index]
+        ends = boundary(logits, torch.full((len(rows),), s, dtype=torch.long))
+        for i, end in zip(rows, ends.tolist(), strict=True):
+            if end:
+                cut[i] = s
+    out = []
+    for result, keep in zip(results, cut, strict=True):
+        if keep == len(result.tokens):
+            out.append(result)
+        else:
+            out.append(SegmentResult(result.tokens[:keep], False, (result.top_logprobs or [])[:keep]))
+    return out
+
+
+def _stand_in_logits(tops: Sequence[dict[int, float]]) -> torch.Tensor:
+    width = max(len(t) for t in tops)
+    known = torch.full((len(tops), width), float("-inf"))
+    fillers: list[tuple[int, float]] = []
+    for i, top in enumerate(tops):
+        values = torch.tensor(sorted(top.values(), reverse=True), dtype=torch.float64)
+        known[i, : len(values)] = values.float()
+        rest = float(1.0 - values.exp().sum())
+        smallest = float(values[-1].exp()) if len(values) else 1.0
+        count = math.ceil(rest / smallest) if rest > 1e-6 and smallest > 0 else 0
+        fillers.append((min(count, _MAX_FILLERS), rest))
+    extra = max(count for count, _ in fillers)
+    tail = torch.full((len(tops), extra), float("-inf"))
+    for i, (count, rest) in enumerate(fillers):
+        if count:
+            tail[i, :count] = math.log(rest / count)
+    return torch.cat([known, tail], dim=1)
+
+
+_MAX_FILLERS = 1 << 16

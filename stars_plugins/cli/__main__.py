@@ -1,0 +1,5 @@
+import sys
+
+from stars_plugins.cli.main import main
+
+sys.exit(main())

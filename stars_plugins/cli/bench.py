@@ -1,0 +1,114 @@
+"""`stars bench`: throughput, reward and cost of strategies x batch sizes, and the other benches."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from stars_plugins.cli.common import (
+    config_from_args,
+    int_list,
+    positive_int,
+    runtime_from_args,
+    strategy_list,
+)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.serve:  # load-tests a `stars serve` child process; loads no model here
+        from stars_plugins.benchmarks.serve_load import bench_serve_command
+
+        return bench_serve_command(args)
+    from stars_plugins.benchmarks.strategies import builtin_prompts, effective_batch_sizes, load_prompt_file, run_bench
+
+    if args.overhead or args.reward_cache:
+        from stars_plugins.benchmarks.speed import run_speed_bench
+
+        return run_speed_bench(args)
+    prompts = load_prompt_file(args.prompts) if args.prompts else builtin_prompts()
+    prompts = prompts[: args.num_prompts]
+    if not prompts:
+        raise ValueError("no prompts to run; check --prompts and --num-prompts")
+    if args.score_only:
+        return _bench_reward(args, prompts)
+    strategies = strategy_list(args.strategies)
+    config = config_from_args(args)
+    asked = int_list(args.batch_sizes or "1,16", "--batch-sizes")
+    batch_sizes = effective_batch_sizes(asked, len(prompts))
+    if batch_sizes != asked:
+        print(f"note: {len(prompts)} prompts, so batch sizes {asked} run as {batch_sizes}", file=sys.stderr)
+    runtime = runtime_from_args(args)
+    if args.concurrent:
+        return _bench_concurrent(args, runtime, prompts, config)
+    report = run_bench(
+        runtime, prompts, strategies=strategies, batch_sizes=batch_sizes, config=config,
+        progress=not args.no_progress,
+    )
+    print(report["table"])
+    print()
+    for name, value in report["comparisons"].items():
+        print(f"{name}: {value}")
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {output}")
+    return 0
+
+
+def _bench_concurrent(args: argparse.Namespace, runtime: Any, prompts: list[str], first: Any) -> int:
+    from stars_plugins.benchmarks.strategies import concurrent_table, run_concurrent
+
+    second = first.updated(horizon=max(1, args.horizon // 2), temperature=0.7)  # another group
+    report = run_concurrent(runtime, prompts, [first, second], callers=args.callers)
+    print(concurrent_table(report))
+    print(f"\nconcurrent vs sequential throughput: {report['throughput_ratio']}x")
+    output = Path(args.output if args.output != "bench-results/bench.json" else "bench-results/concurrent.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {output}")
+    return 0
+
+
+def _bench_reward(args: argparse.Namespace, prompts: list[str]) -> int:
+    """The reward model alone: pairs per second at one batch size (no policy is loaded)."""
+    from stars_plugins.benchmarks.strategies import run_reward_bench
+    from stars_plugins.rewards import load_reward
+
+    reward = load_reward(args.reward or "harmless", device=args.device)
+    report = run_reward_bench(reward, prompts, batch_size=args.score_batch, repeats=args.score_repeats)
+    print(f"reward {report['reward']}: {report['pairs']} pairs per call, median {report['median_seconds']:.3f} s "
+          f"per call over {report['repeats']} calls, {report['pairs_per_second']:.0f} pairs/s")
+    output = Path(args.output if args.output != "bench-results/bench.json" else "bench-results/reward.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {output}")
+    return 0
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategies", default="vanilla,stars,cards,best_of_n", help="comma-separated")
+    p.add_argument("--batch-sizes", default=None,
+                   help="comma-separated (default 1,16; --overhead: 32,64; --reward-cache: 16)")
+    p.add_argument("--prompts", default=None, help="prompt file (.txt one per line, or .jsonl with 'prompt')")
+    p.add_argument("--num-prompts", type=positive_int, default=16)
+    p.add_argument("--output", default="bench-results/bench.json")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--concurrent", action="store_true",
+                   help="callers issuing requests at once (half with --horizon, half with half of it) "
+                        "against the same requests one after another")
+    p.add_argument("--callers", type=positive_int, default=16, help="with --concurrent: how many callers")
+    p.add_argument("--score-only", action="store_true",
+                   help="time the reward model alone (--reward, default harmless) on the prompts; no policy")
+    p.add_argument("--score-batch", type=positive_int, default=64, help="with --score-only: pairs per call")
+    p.add_argument("--score-repeats", type=positive_int, default=5, help="with --score-only: timed calls")
+    p.add_argument("--overhead", action="store_true",
+                   help="engine overhead: STARS vs transformers generate on a tiny Llama from a config, "
+                        "top_k in {0,40} x top_p in {1,0.9} (batch sizes default to 32,64)")
+    p.add_argument("--reward-cache", action="store_true",
+                   help="reward phase of a causal reward model with and without its prefix cache")
+    from stars_plugins.benchmarks.serve_load import add_bench_serve_arguments
+
+    add_bench_serve_arguments(p)
