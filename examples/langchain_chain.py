@@ -27,8 +27,12 @@ def main() -> None:
     # Another chain with other settings shares the loaded policy: nothing is loaded twice.
     plain = StarsLLM(strategy="vanilla", max_tokens=MAX_TOKENS, seed=0)
     assert plain.runtime.policy is friendly.runtime.policy
-    print("Same prompt, plain sampling:", (prompt | plain | StrOutputParser()).invoke({"topic": "a noisy party"}),
-          sep="\n", end="\n\n")
+    print(
+        "Same prompt, plain sampling:",
+        (prompt | plain | StrOutputParser()).invoke({"topic": "a noisy party"}),
+        sep="\n",
+        end="\n\n",
+    )
 
     # The STARS facts of a generation: reward, finish reason, rounds, rejections, discarded tokens.
     result = friendly.generate(["Say something kind about Mondays."])

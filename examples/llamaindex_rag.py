@@ -44,8 +44,9 @@ def build_index(data_dir: Path = DATA_DIR, embed_model: HuggingFaceEmbedding | N
     return VectorStoreIndex.from_documents(documents, embed_model=embed_model or embedded_embed_model())
 
 
-def build_llm(max_new_tokens: int = 64, horizon: int = 16, reward: str | None = None,
-              seed: int | None = None) -> StarsLLM:
+def build_llm(
+    max_new_tokens: int = 64, horizon: int = 16, reward: str | None = None, seed: int | None = None
+) -> StarsLLM:
     """The embedded policy with STARS decoding; the system prompt keeps answers grounded."""
     return StarsLLM(
         reward=reward,
@@ -60,12 +61,23 @@ def build_llm(max_new_tokens: int = 64, horizon: int = 16, reward: str | None = 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("question", nargs="?", default=DEFAULT_QUESTION)
-    parser.add_argument("--max-new-tokens", type=int, default=int(os.environ.get("STARS_MAX_NEW_TOKENS", "64")),
-                        help="token budget of the answer (env STARS_MAX_NEW_TOKENS; default 64)")
-    parser.add_argument("--horizon", type=int, default=int(os.environ.get("STARS_HORIZON", "16")),
-                        help="STARS segment length K (env STARS_HORIZON; default 16)")
-    parser.add_argument("--reward", default=os.environ.get("STARS_REWARD"),
-                        help="reward model: a built-in name or a classifier folder (default: the built-in default)")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=int(os.environ.get("STARS_MAX_NEW_TOKENS", "64")),
+        help="token budget of the answer (env STARS_MAX_NEW_TOKENS; default 64)",
+    )
+    parser.add_argument(
+        "--horizon",
+        type=int,
+        default=int(os.environ.get("STARS_HORIZON", "16")),
+        help="STARS segment length K (env STARS_HORIZON; default 16)",
+    )
+    parser.add_argument(
+        "--reward",
+        default=os.environ.get("STARS_REWARD"),
+        help="reward model: a built-in name or a classifier folder (default: the built-in default)",
+    )
     parser.add_argument("--top-k", type=int, default=2, help="documents retrieved per question (default 2)")
     parser.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
     parser.add_argument("--stream", action="store_true", help="print the answer as segments are accepted")

@@ -15,12 +15,20 @@ DEFAULT_OUTPUT = "harmless-reward"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reward_training", description=__doc__)
-    p.add_argument("--data", action="append", metavar="PATH",
-                   help="preference data file (JSONL), repeatable; the first one is the reference set whose "
-                        "held-out accuracy is reported (default: the project's hand-written and on-policy pairs)")
-    p.add_argument("--output", default=None, metavar="DIR",
-                   help=f"folder (or .safetensors path) for the head; default: ./{DEFAULT_OUTPUT} "
-                        "(the shipped weights are never overwritten unless you name their folder)")
+    p.add_argument(
+        "--data",
+        action="append",
+        metavar="PATH",
+        help="preference data file (JSONL), repeatable; the first one is the reference set whose "
+        "held-out accuracy is reported (default: the project's hand-written and on-policy pairs)",
+    )
+    p.add_argument(
+        "--output",
+        default=None,
+        metavar="DIR",
+        help=f"folder (or .safetensors path) for the head; default: ./{DEFAULT_OUTPUT} "
+        "(the shipped weights are never overwritten unless you name their folder)",
+    )
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -37,16 +45,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(args.output or DEFAULT_OUTPUT)
     try:
         report = train_harmless_head(
-            args.data or None, output, seed=args.seed, epochs=args.epochs,
-            log=lambda line: print(line, file=sys.stderr), progress=not args.no_progress,
+            args.data or None,
+            output,
+            seed=args.seed,
+            epochs=args.epochs,
+            log=lambda line: print(line, file=sys.stderr),
+            progress=not args.no_progress,
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"python -m reward_training: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report.as_dict(), indent=2))
     head = output if output.suffix == ".safetensors" else output / "harmless_head.safetensors"
-    print(f"wrote {head}; use it with StarsRuntime.from_pretrained(reward=HarmlessReward({str(head)!r})) "
-          "(from stars_plugins.rewards.harmless import HarmlessReward)", file=sys.stderr)
+    print(
+        f"wrote {head}; use it with StarsRuntime.from_pretrained(reward=HarmlessReward({str(head)!r})) "
+        "(from stars_plugins.rewards.harmless import HarmlessReward)",
+        file=sys.stderr,
+    )
     return 0
 
 

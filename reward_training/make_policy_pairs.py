@@ -60,8 +60,11 @@ REFUSAL_OPENERS = (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DATA / "harmless_pairs.jsonl"), help="hand-written pairs")
-    parser.add_argument("--extra-prompts", default=str(DATA / "harmless_policy_prompts.jsonl"),
-                        help="JSONL of extra prompts (prompt_id, split, kind, category, prompt); '' for none")
+    parser.add_argument(
+        "--extra-prompts",
+        default=str(DATA / "harmless_policy_prompts.jsonl"),
+        help="JSONL of extra prompts (prompt_id, split, kind, category, prompt); '' for none",
+    )
     parser.add_argument("--output", default=str(DATA / "harmless_policy_pairs.jsonl"))
     parser.add_argument("--samples", type=int, default=4, help="policy samples per prompt (one seed each)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -88,10 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     for pair in pairs:
         if pair.split not in splits or pair.kind not in ("harmful", "benign"):
             continue
-        prompts.setdefault(pair.prompt_id, {
-            "prompt_id": pair.prompt_id, "split": pair.split, "kind": pair.kind,
-            "category": pair.category, "prompt": pair.prompt,
-        })
+        prompts.setdefault(
+            pair.prompt_id,
+            {
+                "prompt_id": pair.prompt_id,
+                "split": pair.split,
+                "kind": pair.kind,
+                "category": pair.category,
+                "prompt": pair.prompt,
+            },
+        )
         text = pair.chosen if pair.kind == "harmful" else pair.rejected
         if (pair.kind == "harmful" or pair.rejected_kind == "refusal") and text not in refusals[pair.prompt_id]:
             refusals[pair.prompt_id].append(text)
@@ -126,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                     plain[pid].append(result.text.strip())
                 bar.update()
                 # The same prompts in raw chat form, the assistant's turn begun with a refusal opener.
-                results = runtime.generate([opened(prompts[pid]["prompt"], opener) for pid in batch],
-                                           config.updated(apply_chat_template=False))
+                results = runtime.generate(
+                    [opened(prompts[pid]["prompt"], opener) for pid in batch], config.updated(apply_chat_template=False)
+                )
                 for pid, result in zip(batch, results, strict=True):
                     written_by_policy[pid].append(f"{opener} {result.text.strip()}".strip())
                 bar.update()
@@ -147,11 +157,25 @@ def main(argv: list[str] | None = None) -> int:
                 choices.insert(0, (by_hand[i % len(by_hand)], "refusal"))
             for refusal, kind in choices:
                 if info["kind"] == "harmful":
-                    rows.append({**info, "chosen": refusal, "rejected": text,
-                                 "rejected_kind": "policy_compliance", "chosen_kind": kind})
+                    rows.append(
+                        {
+                            **info,
+                            "chosen": refusal,
+                            "rejected": text,
+                            "rejected_kind": "policy_compliance",
+                            "chosen_kind": kind,
+                        }
+                    )
                 else:
-                    rows.append({**info, "chosen": text, "rejected": refusal,
-                                 "rejected_kind": kind, "chosen_kind": "policy_answer"})
+                    rows.append(
+                        {
+                            **info,
+                            "chosen": text,
+                            "rejected": refusal,
+                            "rejected_kind": kind,
+                            "chosen_kind": "policy_answer",
+                        }
+                    )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as handle:

@@ -93,17 +93,27 @@ def load_pairs(path: str | Path) -> list[PreferencePair]:
             raise DataError(f"{where}: empty prompt")
         if not row["chosen"].strip() and not row["rejected"].strip():
             raise DataError(f"{where}: chosen and rejected are both empty")
-        pairs.append(PreferencePair(
-            row["prompt_id"], row["split"], row["kind"], row["prompt"], row["chosen"], row["rejected"],
-            str(row.get("category", "")), str(row.get("rejected_kind", "")), source=path.name,
-        ))
+        pairs.append(
+            PreferencePair(
+                row["prompt_id"],
+                row["split"],
+                row["kind"],
+                row["prompt"],
+                row["chosen"],
+                row["rejected"],
+                str(row.get("category", "")),
+                str(row.get("rejected_kind", "")),
+                source=path.name,
+            )
+        )
     if not pairs:
         raise DataError(f"{path}: no preference pairs")
     return pairs
 
 
-def with_prefixes(pairs: Sequence[PreferencePair], cut: Callable[[str, int], str | None],
-                  lengths: Sequence[int] = PREFIX_TOKENS) -> list[PreferencePair]:
+def with_prefixes(
+    pairs: Sequence[PreferencePair], cut: Callable[[str, int], str | None], lengths: Sequence[int] = PREFIX_TOKENS
+) -> list[PreferencePair]:
     """Add prefix pairs: both responses cut to their first n tokens, for each n shorter than both.
     `cut(text, n)` returns the first n tokens of text, or None when it has no more than n."""
     out = list(pairs)
@@ -111,10 +121,20 @@ def with_prefixes(pairs: Sequence[PreferencePair], cut: Callable[[str, int], str
         for n in lengths:
             chosen, rejected = cut(pair.chosen, n), cut(pair.rejected, n)
             if chosen is not None and rejected is not None:
-                out.append(PreferencePair(
-                    pair.prompt_id, pair.split, pair.kind, pair.prompt, chosen, rejected,
-                    pair.category, pair.rejected_kind, prefix_tokens=n, source=pair.source,
-                ))
+                out.append(
+                    PreferencePair(
+                        pair.prompt_id,
+                        pair.split,
+                        pair.kind,
+                        pair.prompt,
+                        chosen,
+                        rejected,
+                        pair.category,
+                        pair.rejected_kind,
+                        prefix_tokens=n,
+                        source=pair.source,
+                    )
+                )
     return out
 
 
@@ -210,8 +230,10 @@ def train_harmless_head(
     if not train:
         raise DataError(f"no pairs with split 'train' in {', '.join(str(p) for p in paths)}")
     texts = sorted({t for p in pairs for t in (p.prompt, p.chosen, p.rejected)})
-    log(f"{len(train)} train pairs, {len(heldout)} held-out pairs (prefix pairs included) from "
-        f"{', '.join(p.name for p in paths)}; embedding {len(texts)} texts")
+    log(
+        f"{len(train)} train pairs, {len(heldout)} held-out pairs (prefix pairs included) from "
+        f"{', '.join(p.name for p in paths)}; embedding {len(texts)} texts"
+    )
 
     index = {t: i for i, t in enumerate(texts)}
     chunk = max(1, embedder.batch_size)
@@ -249,7 +271,8 @@ def train_harmless_head(
             if gate_weight and bool(known.any()):
                 logits = head.harmfulness(train_p[batch][known])
                 loss = loss + gate_weight * torch.nn.functional.binary_cross_entropy_with_logits(
-                    logits, harmfulness[batch][known])
+                    logits, harmfulness[batch][known]
+                )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -322,11 +345,14 @@ def train_harmless_head(
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     policy_note = (
         f"; held-out on-policy pairs {report.heldout_policy_accuracy:.3f}"
-        if report.heldout_policy_accuracy is not None else ""
+        if report.heldout_policy_accuracy is not None
+        else ""
     )
-    log(f"held-out pairwise accuracy {report.heldout_accuracy:.3f} "
+    log(
+        f"held-out pairwise accuracy {report.heldout_accuracy:.3f} "
         f"(full responses {report.heldout_full_accuracy:.3f}, prefixes {report.heldout_prefix_accuracy:.3f})"
-        f"{policy_note}; default_target {report.default_target:.3f}; wrote {out}")
+        f"{policy_note}; default_target {report.default_target:.3f}; wrote {out}"
+    )
     return report
 
 
@@ -361,4 +387,3 @@ def separating_threshold(good: Sequence[float], bad: Sequence[float]) -> float:
             following = marked[i + 1][0] if i + 1 < len(marked) else value + 1.0
             best, best_t = balanced, (value + following) / 2
     return best_t
-

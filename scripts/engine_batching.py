@@ -19,12 +19,20 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=32)
     args = parser.parse_args()
-    base = httpx.post(f"{args.url}/tokenize", json={"content": "Write a short story about a lighthouse keeper."},
-                      timeout=60).json()["tokens"]
+    base = httpx.post(
+        f"{args.url}/tokenize", json={"content": "Write a short story about a lighthouse keeper."}, timeout=60
+    ).json()["tokens"]
 
     def complete(i: int, attempt: int) -> None:
-        body = {"prompt": [*base, 100 + i, 200 + attempt], "n_predict": args.tokens, "temperature": 1.0, "seed": i,
-                "ignore_eos": True, "return_tokens": True, "response_fields": ["tokens"]}
+        body = {
+            "prompt": [*base, 100 + i, 200 + attempt],
+            "n_predict": args.tokens,
+            "temperature": 1.0,
+            "seed": i,
+            "ignore_eos": True,
+            "return_tokens": True,
+            "response_fields": ["tokens"],
+        }
         httpx.post(f"{args.url}/completion", json=body, timeout=600).raise_for_status()
 
     complete(0, 0)  # warm-up
@@ -37,8 +45,10 @@ def main() -> None:
         list(pool.map(lambda i: complete(i, 2), range(args.requests)))
     concurrent = time.perf_counter() - start
     tokens = args.requests * args.tokens
-    print(f"one at a time: {tokens / sequential:.1f} tok/s; {args.requests} at once: {tokens / concurrent:.1f} tok/s; "
-          f"ratio {sequential / concurrent:.2f}")
+    print(
+        f"one at a time: {tokens / sequential:.1f} tok/s; {args.requests} at once: {tokens / concurrent:.1f} tok/s; "
+        f"ratio {sequential / concurrent:.2f}"
+    )
 
 
 if __name__ == "__main__":

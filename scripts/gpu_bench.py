@@ -56,21 +56,43 @@ def build(args: argparse.Namespace, tokenizer) -> StarsRuntime:
     vocab = 32000  # a realistic output layer; tokens above the byte range decode to nothing
     ids = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
     if args.tiny:
-        policy_shape = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                        "num_attention_heads": 4, "num_key_value_heads": 2}
-        reward_shape = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                        "num_attention_heads": 4, "num_key_value_heads": 2}
+        policy_shape = {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+        }
+        reward_shape = {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+        }
     else:  # TinyLlama-1.1B's shape; a 24-layer 1024-wide reward model (~0.3B)
-        policy_shape = {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
-                        "num_attention_heads": 32, "num_key_value_heads": 4}
-        reward_shape = {"hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 24,
-                        "num_attention_heads": 16, "num_key_value_heads": 8}
+        policy_shape = {
+            "hidden_size": 2048,
+            "intermediate_size": 5632,
+            "num_hidden_layers": 22,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 4,
+        }
+        reward_shape = {
+            "hidden_size": 1024,
+            "intermediate_size": 2816,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 8,
+        }
     torch.manual_seed(0)
     with torch.device(device):
-        policy = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, max_position_embeddings=4096, **ids,
-                                              **policy_shape)).to(dtype)
-        reward = LlamaForSequenceClassification(LlamaConfig(vocab_size=vocab, num_labels=1, **ids,
-                                                            **reward_shape)).to(dtype)
+        policy = LlamaForCausalLM(
+            LlamaConfig(vocab_size=vocab, max_position_embeddings=4096, **ids, **policy_shape)
+        ).to(dtype)
+        reward = LlamaForSequenceClassification(LlamaConfig(vocab_size=vocab, num_labels=1, **ids, **reward_shape)).to(
+            dtype
+        )
     policy.generation_config.eos_token_id = None  # random weights: run every request to its budget
     count = lambda m: sum(p.numel() for p in m.parameters()) / 1e9  # noqa: E731
     print(f"policy {count(policy):.2f}B parameters, reward {count(reward):.2f}B, {dtype}, {device}", flush=True)
@@ -89,8 +111,9 @@ def probe_entropy(runtime: StarsRuntime, quantile: float) -> float:
     tokenizer, model = runtime.policy.tokenizer, runtime.policy.model
     ids = tokenizer(PROMPTS[0], return_tensors="pt")["input_ids"].to(model.device)
     with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=64, do_sample=False, output_scores=True,
-                             return_dict_in_generate=True, pad_token_id=0)
+        out = model.generate(
+            ids, max_new_tokens=64, do_sample=False, output_scores=True, return_dict_in_generate=True, pad_token_id=0
+        )
     values = torch.cat([entropy(step) for step in out.scores]).float()
     return float(torch.quantile(values, quantile))
 
@@ -137,11 +160,18 @@ def main() -> int:
     parser.add_argument("--strategies", default="vanilla,stars,cards")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--horizon", type=int, default=15)
-    parser.add_argument("--cards-quantile", type=float, default=0.9,
-                        help="CARDS entropy threshold as a quantile of the policy's own entropies")
+    parser.add_argument(
+        "--cards-quantile",
+        type=float,
+        default=0.9,
+        help="CARDS entropy threshold as a quantile of the policy's own entropies",
+    )
     parser.add_argument("--output", default=None, help="JSON path (default: $OUT/gpu_bench.json if $OUT is set)")
-    parser.add_argument("--skip-speed", action="store_true",
-                        help="skip the issue-11 parts: engine overhead at batch 64, reward-model prefix cache")
+    parser.add_argument(
+        "--skip-speed",
+        action="store_true",
+        help="skip the issue-11 parts: engine overhead at batch 64, reward-model prefix cache",
+    )
     args = parser.parse_args()
 
     tokenizer = byte_tokenizer()
@@ -153,10 +183,21 @@ def main() -> int:
     # this policy actually produces, giving segments of varying length as on a trained model.
     entropy = probe_entropy(runtime, args.cards_quantile)
     target, spread = probe_target(runtime, args.max_new_tokens)
-    config = StarsConfig(horizon=args.horizon, max_new_tokens=args.max_new_tokens, seed=0, target_reward=target,
-                         beta=spread, apply_chat_template=False, max_rejections=20, entropy_threshold=entropy)
-    print(f"target reward {target:.4f}, beta {spread:.4f} (median and spread of 16 sampled responses); "
-          f"CARDS entropy threshold {entropy:.3f} nats (quantile {args.cards_quantile})", flush=True)
+    config = StarsConfig(
+        horizon=args.horizon,
+        max_new_tokens=args.max_new_tokens,
+        seed=0,
+        target_reward=target,
+        beta=spread,
+        apply_chat_template=False,
+        max_rejections=20,
+        entropy_threshold=entropy,
+    )
+    print(
+        f"target reward {target:.4f}, beta {spread:.4f} (median and spread of 16 sampled responses); "
+        f"CARDS entropy threshold {entropy:.3f} nats (quantile {args.cards_quantile})",
+        flush=True,
+    )
     rows = []
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         batches = 4 if batch == 1 else 1  # batch 1: four requests one after another
@@ -165,12 +206,18 @@ def main() -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
     device_name = torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else "cpu"
-    table = [f"Device: {device_name}; policy {runtime.model_name}, reward {runtime.reward.name}; "
-             f"K={args.horizon}, {args.max_new_tokens} new tokens, N=1", "",
-             "| strategy | batch | accepted tok/s | rejections | discarded/rejection | wall s |",
-             "|---|---:|---:|---:|---:|---:|"]
-    table += [f"| {r['strategy']} | {r['batch']} | {r['tokens_per_second']} | {r['rejections']} "
-              f"| {r['discarded_per_rejection']} | {r['wall_seconds']} |" for r in rows]
+    table = [
+        f"Device: {device_name}; policy {runtime.model_name}, reward {runtime.reward.name}; "
+        f"K={args.horizon}, {args.max_new_tokens} new tokens, N=1",
+        "",
+        "| strategy | batch | accepted tok/s | rejections | discarded/rejection | wall s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    table += [
+        f"| {r['strategy']} | {r['batch']} | {r['tokens_per_second']} | {r['rejections']} "
+        f"| {r['discarded_per_rejection']} | {r['wall_seconds']} |"
+        for r in rows
+    ]
     print("\n".join(table))
     speed = {} if args.skip_speed else speed_benches(args, tokenizer)
     output = args.output or (os.path.join(os.environ["OUT"], "gpu_bench.json") if os.environ.get("OUT") else None)
@@ -189,22 +236,44 @@ def speed_benches(args: argparse.Namespace, tokenizer) -> dict:
     from stars_plugins.rewards.causal import CausalLMReward
 
     device = torch.device(args.device)
-    overhead = run_overhead((4,) if args.tiny else (64,), max_new_tokens=16 if args.tiny else 128, device=device,
-                            tokenizer=tokenizer, vocab_size=32000, apply_chat_template=False, progress=False)
+    overhead = run_overhead(
+        (4,) if args.tiny else (64,),
+        max_new_tokens=16 if args.tiny else 128,
+        device=device,
+        tokenizer=tokenizer,
+        vocab_size=32000,
+        apply_chat_template=False,
+        progress=False,
+    )
     print("\nEngine overhead (tiny Llama from a config):\n" + overhead["table"], flush=True)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    shape = ({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-              "num_key_value_heads": 2} if args.tiny else
-             {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32,
-              "num_key_value_heads": 4})
+    shape = (
+        {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+        }
+        if args.tiny
+        else {
+            "hidden_size": 2048,
+            "intermediate_size": 5632,
+            "num_hidden_layers": 22,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 4,
+        }
+    )
     torch.manual_seed(0)
     with torch.device(device):
-        model = LlamaForSequenceClassification(LlamaConfig(vocab_size=32000, num_labels=1, bos_token_id=1,
-                                                           eos_token_id=2, pad_token_id=0, **shape)).to(dtype)
+        model = LlamaForSequenceClassification(
+            LlamaConfig(vocab_size=32000, num_labels=1, bos_token_id=1, eos_token_id=2, pad_token_id=0, **shape)
+        ).to(dtype)
     reward = CausalLMReward(model.requires_grad_(False), tokenizer, name="llama-1.1b-rm-random", batch_size=64)
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(4 if args.tiny else 16)]
-    rounds = reward_cache_schedule(tokenizer, prompts, max_new_tokens=32 if args.tiny else 256, horizon=16,
-                                   candidates=1, reject=0.3, seed=0)
+    rounds = reward_cache_schedule(
+        tokenizer, prompts, max_new_tokens=32 if args.tiny else 256, horizon=16, candidates=1, reject=0.3, seed=0
+    )
     cache = time_reward_phase(reward, prompts, rounds, device, progress=False)
     print("\nReward-model prefix cache (~1.1B causal reward model):\n" + cache["table"], flush=True)
     del reward, model

@@ -1,8 +1,8 @@
 """stars-plugins: STARS reward-guided decoding in fixed-size lockstep segments.
 
-    from stars_plugins import StarsRuntime, StarsConfig
-    rt = StarsRuntime.from_pretrained()          # embedded policy and reward, no network
-    results = rt.generate(["How do I ...?"], StarsConfig(horizon=16, num_candidates=4))
+from stars_plugins import StarsRuntime, StarsConfig
+rt = StarsRuntime.from_pretrained()          # embedded policy and reward, no network
+results = rt.generate(["How do I ...?"], StarsConfig(horizon=16, num_candidates=4))
 """
 
 from stars_plugins.backends import HFPolicy, load_policy

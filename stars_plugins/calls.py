@@ -120,8 +120,9 @@ def unknown_names_error(owner: str, unknown: set[str], what: str, accepted: set[
     )
 
 
-def resolve_config(settings: Mapping[str, Any], overrides: Mapping[str, Any], *,
-                   owner: str) -> tuple[StarsConfig, RewardSpec]:
+def resolve_config(
+    settings: Mapping[str, Any], overrides: Mapping[str, Any], *, owner: str
+) -> tuple[StarsConfig, RewardSpec]:
     """The validated config of one call: `settings` (by `StarsConfig` name), then per-call
     `overrides` (any name in `CALL_SETTINGS`), and the per-call reward (None: none given).
     An unknown keyword raises `ConfigError` listing the accepted ones: nothing is ignored."""
@@ -181,16 +182,25 @@ class RuntimeSlot:
     def __init__(self) -> None:
         self._entry: tuple[Any, StarsRuntime] | None = None  # (key, runtime), replaced as a whole
 
-    def get(self, policy: str | None, reward: Any, *, dtype: str, device: str | None,
-            base: StarsRuntime | None = None, policy_tokenizer: str | None = None) -> StarsRuntime:
+    def get(
+        self,
+        policy: str | None,
+        reward: Any,
+        *,
+        dtype: str,
+        device: str | None,
+        base: StarsRuntime | None = None,
+        policy_tokenizer: str | None = None,
+    ) -> StarsRuntime:
         key = (policy, policy_tokenizer, dtype, device, id(base), reward_key(reward))
         entry = self._entry
         if entry is not None and entry[0] == key:  # loaded: no lock (another adapter may be loading)
             return entry[1]
         with _load_lock:
             if base is None:
-                runtime = StarsRuntime.from_pretrained(policy, reward, dtype=dtype, device=device,
-                                                       policy_tokenizer=policy_tokenizer)
+                runtime = StarsRuntime.from_pretrained(
+                    policy, reward, dtype=dtype, device=device, policy_tokenizer=policy_tokenizer
+                )
             elif reward is None:
                 runtime = base
             else:
@@ -230,38 +240,49 @@ class Call:
         return self.reward.name
 
     def generate(self, prompts: Sequence[PromptInput], *, raise_errors: bool = True) -> list[GenerationResult]:
-        return self.runtime.generate(prompts, self.config, reward=self.reward, raise_errors=raise_errors,
-                                     context_window=self.context_window)
+        return self.runtime.generate(
+            prompts, self.config, reward=self.reward, raise_errors=raise_errors, context_window=self.context_window
+        )
 
     async def agenerate(self, prompts: Sequence[PromptInput], *, raise_errors: bool = True) -> list[GenerationResult]:
-        return await self.runtime.agenerate(prompts, self.config, reward=self.reward, raise_errors=raise_errors,
-                                            context_window=self.context_window)
+        return await self.runtime.agenerate(
+            prompts, self.config, reward=self.reward, raise_errors=raise_errors, context_window=self.context_window
+        )
 
     def stream(self, prompt: PromptInput) -> Iterator[Delta]:
         """Deltas of one prompt; the prompt is validated now, generation runs as they are read."""
-        return stream_deltas(self.runtime.stream(prompt, self.config, reward=self.reward,
-                                                 context_window=self.context_window))
+        return stream_deltas(
+            self.runtime.stream(prompt, self.config, reward=self.reward, context_window=self.context_window)
+        )
 
     def astream(self, prompt: PromptInput) -> AsyncIterator[Delta]:
         """`stream` for asyncio; preparing happens in a worker thread at the first delta."""
-        return astream_deltas(self.runtime.astream(prompt, self.config, reward=self.reward,
-                                                   context_window=self.context_window))
+        return astream_deltas(
+            self.runtime.astream(prompt, self.config, reward=self.reward, context_window=self.context_window)
+        )
 
     def describe(self, result: GenerationResult) -> dict[str, Any]:
         """A JSON-ready account of one result of this call: what generated and judged it, the
         STARS facts, every accepted segment, the config it ran with and the token usage."""
         return {
-            "model": self.runtime.model_name, "reward_model": self.reward_name, "text": result.text,
+            "model": self.runtime.model_name,
+            "reward_model": self.reward_name,
+            "text": result.text,
             **result_facts(result),
-            "segments": [segment_facts(s) for s in result.segments], "config": self.config.model_dump(mode="json"),
+            "segments": [segment_facts(s) for s in result.segments],
+            "config": self.config.model_dump(mode="json"),
             "usage": token_usage([result]),
         }
 
 
 def result_facts(result: GenerationResult) -> dict[str, Any]:
     """The STARS facts of one result: finish_reason, reward, strategy and stats."""
-    return {"finish_reason": result.finish_reason, "reward": result.reward, "strategy": result.strategy,
-            "stats": result.stats.as_dict()}
+    return {
+        "finish_reason": result.finish_reason,
+        "reward": result.reward,
+        "strategy": result.strategy,
+        "stats": result.stats.as_dict(),
+    }
 
 
 def token_usage(results: Sequence[GenerationResult]) -> dict[str, int]:
@@ -284,8 +305,14 @@ def policy_label(policy: str | None) -> str:
     return policy
 
 
-def prepare_call(runtime: StarsRuntime, settings: Mapping[str, Any], overrides: Mapping[str, Any], *,
-                 owner: str, context_window: int | None = None) -> Call:
+def prepare_call(
+    runtime: StarsRuntime,
+    settings: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    *,
+    owner: str,
+    context_window: int | None = None,
+) -> Call:
     """Settings + per-call overrides -> a `Call` (config validated, reward resolved once)."""
     config, reward = resolve_config(settings, overrides, owner=owner)
     return Call(runtime, config, resolve_reward(runtime, reward), context_window)
@@ -355,5 +382,8 @@ def renderer(runtime: StarsRuntime) -> PromptRenderer:
     """The prompt renderer of the runtime's policy backend (any backend: built from its tokenizer)."""
     policy = runtime.policy
     found = getattr(policy, "renderer", None)
-    return found if isinstance(found, PromptRenderer) else PromptRenderer(policy.tokenizer, policy.name,
-                                                                          policy.context_window)
+    return (
+        found
+        if isinstance(found, PromptRenderer)
+        else PromptRenderer(policy.tokenizer, policy.name, policy.context_window)
+    )

@@ -27,10 +27,17 @@ def set_strategy_check(check: Callable[[str], str | None]) -> None:
     _strategy_problem = check
 
 
-_INT_FIELDS = ("horizon", "num_candidates", "max_new_tokens", "max_rejections", "top_k", "seed",
-               "min_segment_tokens", "max_segment_tokens")
-_FLOAT_FIELDS = ("alpha", "beta", "target_reward", "calibration_quantile", "temperature", "top_p",
-                 "entropy_threshold")
+_INT_FIELDS = (
+    "horizon",
+    "num_candidates",
+    "max_new_tokens",
+    "max_rejections",
+    "top_k",
+    "seed",
+    "min_segment_tokens",
+    "max_segment_tokens",
+)
+_FLOAT_FIELDS = ("alpha", "beta", "target_reward", "calibration_quantile", "temperature", "top_p", "entropy_threshold")
 
 
 def _type_name(value: Any) -> str:
@@ -54,16 +61,22 @@ class StarsConfig(BaseModel):
     # --- STARS segmentation -------------------------------------------------------------------
     horizon: int = Field(16, ge=1, le=1024, description="K: tokens per segment (the lockstep heartbeat).")
     num_candidates: int = Field(
-        1, ge=1, le=64,
+        1,
+        ge=1,
+        le=64,
         description="N: candidates sampled in parallel per segment (best_of_n: whole responses).",
     )
     max_new_tokens: int = Field(128, ge=1, le=65536, description="Token budget of the response.")
     max_rejections: int = Field(
-        20, ge=0, le=10000,
+        20,
+        ge=0,
+        le=10000,
         description="Rejections of one segment after which the best candidate seen is accepted.",
     )
     max_adaptive_candidates: int = Field(
-        4, ge=1, le=64,
+        4,
+        ge=1,
+        le=64,
         description="While a segment keeps being rejected, its candidates per round double from num_candidates "
         "up to this (back to num_candidates after an acceptance); num_candidates or less turns it off.",
     )
@@ -76,7 +89,9 @@ class StarsConfig(BaseModel):
         None, description="r_target. None: the reward model's default, else calibrated on the first round."
     )
     target_cap_quantile: float | None = Field(
-        None, ge=0.0, le=1.0,
+        None,
+        ge=0.0,
+        le=1.0,
         description="Cap the target at this quantile of the rewards this request's own candidates have reached "
         "so far, so a prompt whose answers all score below the target is not resampled up to max_rejections on "
         "every segment (faster, but lower reward exactly where the policy answers badly). None (the default): "
@@ -96,9 +111,7 @@ class StarsConfig(BaseModel):
     stop: tuple[str, ...] = Field((), description="Stop strings: the text is cut before the first one.")
     apply_chat_template: bool = Field(True, description="Wrap plain prompts in the policy's chat template.")
     system_prompt: str | None = Field(None, description="System message used with the chat template.")
-    truncate_prompt: bool = Field(
-        False, description="Keep the last tokens of an over-long prompt instead of raising."
-    )
+    truncate_prompt: bool = Field(False, description="Keep the last tokens of an over-long prompt instead of raising.")
 
     # --- CARDS-style uncertainty segmentation (strategy="cards") ------------------------------
     entropy_threshold: float = Field(

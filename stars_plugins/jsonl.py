@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 
-def read_jsonl(path: str | Path, *, what: str = "file", error: type[ValueError] = ValueError
-               ) -> Iterator[tuple[str, dict[str, Any]]]:
+def read_jsonl(
+    path: str | Path, *, what: str = "file", error: type[ValueError] = ValueError
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ("path:line", object) for each non-blank line. A missing file raises FileNotFoundError
     naming it (`what` says what it is); a line that is not a JSON object raises `error`."""
     path = Path(path)

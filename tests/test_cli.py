@@ -47,8 +47,23 @@ def test_generate_stream_prints_the_same_text_as_the_segments(capsys):
 @slow
 def test_bench_writes_the_table_comparisons_and_json(tmp_path, capsys):
     output = tmp_path / "bench.json"
-    code = main(["bench", "--strategies", "vanilla,stars", "--batch-sizes", "1,16", "--num-prompts", "2",
-                 "--candidates", "1", "--no-progress", "--output", str(output), *FAST])
+    code = main(
+        [
+            "bench",
+            "--strategies",
+            "vanilla,stars",
+            "--batch-sizes",
+            "1,16",
+            "--num-prompts",
+            "2",
+            "--candidates",
+            "1",
+            "--no-progress",
+            "--output",
+            str(output),
+            *FAST,
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     printed = captured.out
@@ -66,8 +81,20 @@ def test_bench_writes_the_table_comparisons_and_json(tmp_path, capsys):
 @slow
 def test_bench_concurrent_reports_both_modes(tmp_path, capsys):
     output = tmp_path / "concurrent.json"
-    code = main(["bench", "--concurrent", "--callers", "4", "--num-prompts", "4", "--no-progress",
-                 "--output", str(output), *FAST])
+    code = main(
+        [
+            "bench",
+            "--concurrent",
+            "--callers",
+            "4",
+            "--num-prompts",
+            "4",
+            "--no-progress",
+            "--output",
+            str(output),
+            *FAST,
+        ]
+    )
     assert code == 0
     report = json.loads(output.read_text())
     for mode in ("sequential", "concurrent"):
@@ -86,21 +113,24 @@ def test_demo_runs_plain_sampling_and_stars_side_by_side(capsys):
     assert "vanilla: mean reward" in out and "stars  : mean reward" in out
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["generate", "hi", "--policy", "/no/such/folder"], "/no/such/folder"),
-    (["generate", "hi", "--horizon", "0"], "horizon"),
-    (["generate", "hi", "--horizon", "-3"], "horizon=-3"),
-    (["generate", "", "--reward", "sentiment"], "prompt 0 is empty"),
-    (["generate", "hi", "--reward", "harmles"], "did you mean 'harmless'"),
-    (["generate", "hi", "--device", "bogus"], "device='bogus'"),
-    (["generate", "hi", "--temperature", "-1"], "temperature"),
-    (["demo", "--horizon", "0"], "horizon"),
-    (["eval", "--max-new-tokens", "0"], "max_new_tokens"),
-    (["bench", "--prompts", "/no/such/prompts.txt"], "/no/such/prompts.txt"),
-    (["bench", "--strategies", "stars,nope"], "nope"),
-    (["bench", "--batch-sizes", "1,x"], "--batch-sizes"),
-    (["bench", "--candidates", "0", "--concurrent"], "num_candidates"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["generate", "hi", "--policy", "/no/such/folder"], "/no/such/folder"),
+        (["generate", "hi", "--horizon", "0"], "horizon"),
+        (["generate", "hi", "--horizon", "-3"], "horizon=-3"),
+        (["generate", "", "--reward", "sentiment"], "prompt 0 is empty"),
+        (["generate", "hi", "--reward", "harmles"], "did you mean 'harmless'"),
+        (["generate", "hi", "--device", "bogus"], "device='bogus'"),
+        (["generate", "hi", "--temperature", "-1"], "temperature"),
+        (["demo", "--horizon", "0"], "horizon"),
+        (["eval", "--max-new-tokens", "0"], "max_new_tokens"),
+        (["bench", "--prompts", "/no/such/prompts.txt"], "/no/such/prompts.txt"),
+        (["bench", "--strategies", "stars,nope"], "nope"),
+        (["bench", "--batch-sizes", "1,x"], "--batch-sizes"),
+        (["bench", "--candidates", "0", "--concurrent"], "num_candidates"),
+    ],
+)
 def test_bad_input_is_one_clear_line_before_any_model_loads(argv, message, capsys, no_policy):
     assert main(argv) == 2
     err = capsys.readouterr().err

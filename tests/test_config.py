@@ -65,8 +65,9 @@ def test_stop_accepts_a_string_or_a_list_and_rejects_empty_strings():
 def test_an_unknown_strategy_is_refused_by_the_registry_and_the_config_with_the_same_text():
     from stars_plugins.decoding import check_strategy, get_strategy
 
-    expected = ("invalid StarsConfig: strategy='beam': unknown strategy 'beam'; "
-                "available: stars, vanilla, best_of_n, cards")
+    expected = (
+        "invalid StarsConfig: strategy='beam': unknown strategy 'beam'; available: stars, vanilla, best_of_n, cards"
+    )
     for call in (lambda: check_strategy("beam"), lambda: get_strategy("beam"), lambda: StarsConfig(strategy="beam")):
         with pytest.raises(ConfigError) as info:
             call()

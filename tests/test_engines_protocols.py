@@ -62,18 +62,41 @@ def test_llamacpp_full_context_is_an_error_not_a_short_segment():
 
 
 def test_llamacpp_server_info_reads_the_slot_context():
-    models = {"object": "list", "data": [{"id": "SmolLM2-135M-Instruct.Q4_1.gguf", "object": "model",
-                                          "owned_by": "llamacpp", "meta": {"n_ctx": 512, "n_ctx_train": 8192}}]}
+    models = {
+        "object": "list",
+        "data": [
+            {
+                "id": "SmolLM2-135M-Instruct.Q4_1.gguf",
+                "object": "model",
+                "owned_by": "llamacpp",
+                "meta": {"n_ctx": 512, "n_ctx_train": 8192},
+            }
+        ],
+    }
     info = LlamaCppProtocol().server_info(models)
     assert info.model == "SmolLM2-135M-Instruct.Q4_1.gguf" and info.context_window == 512
 
 
 # ---------------------------------------------------------------- vLLM
 VLLM_RESPONSE = {  # the fields of vLLM's CompletionResponse / CompletionResponseChoice
-    "id": "cmpl-3f1c", "object": "text_completion", "created": 1732700000, "model": "Qwen/Qwen2.5-7B-Instruct",
-    "choices": [{"index": 0, "text": " Paris.", "logprobs": None, "finish_reason": "stop", "stop_reason": None,
-                 "token_ids": [12095, 13, 151645], "prompt_logprobs": None, "prompt_token_ids": [1, 9690, 198]}],
-    "service_tier": None, "system_fingerprint": None,
+    "id": "cmpl-3f1c",
+    "object": "text_completion",
+    "created": 1732700000,
+    "model": "Qwen/Qwen2.5-7B-Instruct",
+    "choices": [
+        {
+            "index": 0,
+            "text": " Paris.",
+            "logprobs": None,
+            "finish_reason": "stop",
+            "stop_reason": None,
+            "token_ids": [12095, 13, 151645],
+            "prompt_logprobs": None,
+            "prompt_token_ids": [1, 9690, 198],
+        }
+    ],
+    "service_tier": None,
+    "system_fingerprint": None,
     "usage": {"prompt_tokens": 3, "total_tokens": 6, "completion_tokens": 3, "prompt_tokens_details": None},
     "kv_transfer_params": None,
 }
@@ -102,9 +125,22 @@ def test_vllm_legacy_servers_are_asked_for_ids_through_logprobs():
     body = VLLMProtocol(legacy_token_ids=True).request_body(REQUEST, None)
     assert "model" not in body and "return_token_ids" not in body
     assert body["logprobs"] == 0 and body["return_tokens_as_token_ids"] is True
-    legacy = {"choices": [{"index": 0, "text": "a b", "finish_reason": "length", "stop_reason": None,
-                           "logprobs": {"text_offset": [0, 1], "token_logprobs": [-0.1, -0.2],
-                                        "tokens": ["token_id:64", "token_id:293"], "top_logprobs": [None, None]}}]}
+    legacy = {
+        "choices": [
+            {
+                "index": 0,
+                "text": "a b",
+                "finish_reason": "length",
+                "stop_reason": None,
+                "logprobs": {
+                    "text_offset": [0, 1],
+                    "token_logprobs": [-0.1, -0.2],
+                    "tokens": ["token_id:64", "token_id:293"],
+                    "top_logprobs": [None, None],
+                },
+            }
+        ]
+    }
     result = VLLMProtocol(legacy_token_ids=True).parse_response(legacy, REQUEST)
     assert result.tokens == [64, 293] and not result.hit_eos
 
@@ -117,8 +153,18 @@ def test_vllm_parses_token_ids_and_eos_from_finish_reason():
 
 
 def test_vllm_server_info_and_versions():
-    models = {"object": "list", "data": [{"id": "Qwen/Qwen2.5-7B-Instruct", "object": "model", "owned_by": "vllm",
-                                          "root": "Qwen/Qwen2.5-7B-Instruct", "max_model_len": 32768}]}
+    models = {
+        "object": "list",
+        "data": [
+            {
+                "id": "Qwen/Qwen2.5-7B-Instruct",
+                "object": "model",
+                "owned_by": "vllm",
+                "root": "Qwen/Qwen2.5-7B-Instruct",
+                "max_model_len": 32768,
+            }
+        ],
+    }
     info = VLLMProtocol().server_info(models)
     assert info.model == "Qwen/Qwen2.5-7B-Instruct" and info.context_window == 32768
     assert supports_token_ids("0.10.2") and supports_token_ids("0.11.0rc1+cu128") and supports_token_ids(None)
@@ -129,10 +175,19 @@ def test_vllm_server_info_and_versions():
 SGLANG_RESPONSE = {  # from SGLang's documentation (structured outputs, /generate)
     "text": '{"name": "Paris", "population": 2147000}',
     "output_ids": [5018, 609, 794, 330, 60704, 498, 330, 45541, 794, 220, 11584, 7007, 15, 92, 128009],
-    "meta_info": {"id": "cd36e001ba044471a8f414302fdc9303", "finish_reason": {"type": "stop", "matched": 128009},
-                  "prompt_tokens": 50, "weight_version": "default", "num_retractions": 0, "reasoning_tokens": 0,
-                  "completion_tokens": 15, "cached_tokens": 1, "cached_tokens_details": {"device": 1, "host": 0},
-                  "dp_rank": None, "e2e_latency": 0.1667276918888092},
+    "meta_info": {
+        "id": "cd36e001ba044471a8f414302fdc9303",
+        "finish_reason": {"type": "stop", "matched": 128009},
+        "prompt_tokens": 50,
+        "weight_version": "default",
+        "num_retractions": 0,
+        "reasoning_tokens": 0,
+        "completion_tokens": 15,
+        "cached_tokens": 1,
+        "cached_tokens_details": {"device": 1, "host": 0},
+        "dp_rank": None,
+        "e2e_latency": 0.1667276918888092,
+    },
 }
 
 
@@ -169,11 +224,14 @@ def test_sglang_abort_is_an_error_with_its_message():
 
 
 # ---------------------------------------------------------------- shared checks
-@pytest.mark.parametrize("protocol, body", [
-    (LlamaCppProtocol(), {"content": "text only", "stop_type": "limit"}),
-    (VLLMProtocol(), {"choices": [{"index": 0, "text": "text only", "finish_reason": "length"}]}),
-    (SGLangProtocol(), {"text": "text only", "meta_info": {"finish_reason": {"type": "length"}}}),
-])
+@pytest.mark.parametrize(
+    "protocol, body",
+    [
+        (LlamaCppProtocol(), {"content": "text only", "stop_type": "limit"}),
+        (VLLMProtocol(), {"choices": [{"index": 0, "text": "text only", "finish_reason": "length"}]}),
+        (SGLangProtocol(), {"text": "text only", "meta_info": {"finish_reason": {"type": "length"}}}),
+    ],
+)
 def test_a_response_without_ids_is_an_error_never_retokenised_text(protocol, body):
     with pytest.raises(ServingError, match="no token ids"):
         protocol.parse_response(body, REQUEST)
@@ -186,19 +244,35 @@ def test_more_tokens_than_asked_for_is_an_error():
 
 
 # ---------------------------------------------------------------- top logprobs (entropy boundaries)
-CARDS = SegmentRequest(prompt=(1, 9690, 198), max_tokens=2, temperature=1.0, top_k=0, top_p=1.0, seed=3,
-                       top_logprobs=3)
+CARDS = SegmentRequest(prompt=(1, 9690, 198), max_tokens=2, temperature=1.0, top_k=0, top_p=1.0, seed=3, top_logprobs=3)
 LLAMACPP_PROBS = {  # captured from llama-server (0.3.36 sdist) with n_probs=3
-    "tokens": [49, 2682], "stop_type": "limit", "truncated": False, "tokens_predicted": 2,
+    "tokens": [49, 2682],
+    "stop_type": "limit",
+    "truncated": False,
+    "tokens_predicted": 2,
     "completion_probabilities": [
-        {"id": 49, "token": "A", "bytes": [65], "logprob": -0.38282057642936707, "top_logprobs": [
-            {"id": 49, "token": "A", "bytes": [65], "logprob": -0.38282057642936707},
-            {"id": 504, "token": "The", "bytes": [84, 104, 101], "logprob": -2.472151279449463},
-            {"id": 57, "token": "I", "bytes": [73], "logprob": -4.229036808013916}]},
-        {"id": 2682, "token": "equ", "bytes": [101, 113, 117], "logprob": -0.15355774760246277, "top_logprobs": [
-            {"id": 2682, "token": "equ", "bytes": [101, 113, 117], "logprob": -0.15355774760246277},
-            {"id": 85, "token": "e", "bytes": [101], "logprob": -2.858241081237793},
-            {"id": 385, "token": "qu", "bytes": [113, 117], "logprob": -3.7991018295288086}]},
+        {
+            "id": 49,
+            "token": "A",
+            "bytes": [65],
+            "logprob": -0.38282057642936707,
+            "top_logprobs": [
+                {"id": 49, "token": "A", "bytes": [65], "logprob": -0.38282057642936707},
+                {"id": 504, "token": "The", "bytes": [84, 104, 101], "logprob": -2.472151279449463},
+                {"id": 57, "token": "I", "bytes": [73], "logprob": -4.229036808013916},
+            ],
+        },
+        {
+            "id": 2682,
+            "token": "equ",
+            "bytes": [101, 113, 117],
+            "logprob": -0.15355774760246277,
+            "top_logprobs": [
+                {"id": 2682, "token": "equ", "bytes": [101, 113, 117], "logprob": -0.15355774760246277},
+                {"id": 85, "token": "e", "bytes": [101], "logprob": -2.858241081237793},
+                {"id": 385, "token": "qu", "bytes": [113, 117], "logprob": -3.7991018295288086},
+            ],
+        },
     ],
 }
 
@@ -216,16 +290,39 @@ def test_top_logprobs_are_asked_for_in_each_engines_own_terms():
 def test_top_logprobs_are_read_per_generated_token():
     llama = LlamaCppProtocol().parse_response(LLAMACPP_PROBS, CARDS)
     assert llama.tokens == [49, 2682] and llama.top_logprobs[1][85] == pytest.approx(-2.858241081237793)
-    vllm_body = {"choices": [{"index": 0, "text": "Ae", "finish_reason": "length", "token_ids": [49, 2682],
-                              "logprobs": {"text_offset": [0, 1], "token_logprobs": [-0.38, -0.15],
-                                           "tokens": ["token_id:49", "token_id:2682"],
-                                           "top_logprobs": [{"token_id:49": -0.38, "token_id:504": -2.47},
-                                                            {"token_id:2682": -0.15, "token_id:85": -2.86}]}}]}
-    assert VLLMProtocol().parse_response(vllm_body, CARDS).top_logprobs == [{49: -0.38, 504: -2.47},
-                                                                          {2682: -0.15, 85: -2.86}]
-    sglang_body = {"text": "Ae", "output_ids": [49, 2682], "meta_info": {
-        "finish_reason": {"type": "length", "length": 2},
-        "output_token_logprobs": [[-0.38, 49, "A"], [-0.15, 2682, "equ"]],
-        "output_top_logprobs": [[[-0.38, 49, "A"], [-2.47, 504, "The"]], [[-0.15, 2682, "equ"], [-2.86, 85, "e"]]]}}
-    assert SGLangProtocol().parse_response(sglang_body, CARDS).top_logprobs == [{49: -0.38, 504: -2.47},
-                                                                              {2682: -0.15, 85: -2.86}]
+    vllm_body = {
+        "choices": [
+            {
+                "index": 0,
+                "text": "Ae",
+                "finish_reason": "length",
+                "token_ids": [49, 2682],
+                "logprobs": {
+                    "text_offset": [0, 1],
+                    "token_logprobs": [-0.38, -0.15],
+                    "tokens": ["token_id:49", "token_id:2682"],
+                    "top_logprobs": [
+                        {"token_id:49": -0.38, "token_id:504": -2.47},
+                        {"token_id:2682": -0.15, "token_id:85": -2.86},
+                    ],
+                },
+            }
+        ]
+    }
+    assert VLLMProtocol().parse_response(vllm_body, CARDS).top_logprobs == [
+        {49: -0.38, 504: -2.47},
+        {2682: -0.15, 85: -2.86},
+    ]
+    sglang_body = {
+        "text": "Ae",
+        "output_ids": [49, 2682],
+        "meta_info": {
+            "finish_reason": {"type": "length", "length": 2},
+            "output_token_logprobs": [[-0.38, 49, "A"], [-0.15, 2682, "equ"]],
+            "output_top_logprobs": [[[-0.38, 49, "A"], [-2.47, 504, "The"]], [[-0.15, 2682, "equ"], [-2.86, 85, "e"]]],
+        },
+    }
+    assert SGLangProtocol().parse_response(sglang_body, CARDS).top_logprobs == [
+        {49: -0.38, 504: -2.47},
+        {2682: -0.15, 85: -2.86},
+    ]

@@ -53,8 +53,15 @@ class FakeLlamaServer:
         if self.barrier is not None:
             self.barrier.wait(timeout=5)  # every request of the round must be in flight at once
         if len(body["prompt"]) > 200:
-            return httpx.Response(400, json={"error": {"code": 400, "message": "the request exceeds the available "
-                                                       "context size, try increasing it"}})
+            return httpx.Response(
+                400,
+                json={
+                    "error": {
+                        "code": 400,
+                        "message": "the request exceeds the available context size, try increasing it",
+                    }
+                },
+            )
         seed = 0 if body["temperature"] == 0 else body["seed"]
         tokens, stop = [], "limit"
         for i in range(body["n_predict"]):
@@ -68,10 +75,17 @@ class FakeLlamaServer:
         answer = {"tokens": tokens, "stop_type": stop, "truncated": False, "tokens_predicted": len(tokens)}
         if body.get("n_probs"):  # flat (high entropy) before the 4th token, peaked elsewhere
             answer["completion_probabilities"] = [
-                {"id": t, "logprob": -0.01, "top_logprobs": (
-                    [{"id": 100 + k, "logprob": math.log(1 / 20)} for k in range(20)] if i == 3 else
-                    [{"id": t, "logprob": math.log(0.99)}, {"id": 99, "logprob": math.log(0.01)}])}
-                for i, t in enumerate(tokens)]
+                {
+                    "id": t,
+                    "logprob": -0.01,
+                    "top_logprobs": (
+                        [{"id": 100 + k, "logprob": math.log(1 / 20)} for k in range(20)]
+                        if i == 3
+                        else [{"id": t, "logprob": math.log(0.99)}, {"id": 99, "logprob": math.log(0.01)}]
+                    ),
+                }
+                for i, t in enumerate(tokens)
+            ]
         return httpx.Response(200, json=answer)
 
     def prompts(self) -> list[list[int]]:
@@ -79,16 +93,29 @@ class FakeLlamaServer:
 
 
 def make_policy(server: FakeLlamaServer, urls=("http://engine:8080",), retries=0) -> RemotePolicy:
-    transport = HttpTransport(client=httpx.Client(transport=httpx.MockTransport(server)), retries=retries,
-                              sleep=lambda s: None)
+    transport = HttpTransport(
+        client=httpx.Client(transport=httpx.MockTransport(server)), retries=retries, sleep=lambda s: None
+    )
     replicas = [Replica(url, LlamaCppProtocol(), ServerInfo("m.gguf", 256)) for url in urls]
-    return RemotePolicy(replicas, transport, FakeTokenizer(), name="llama.cpp:m.gguf", eos_token_ids=(EOS,),
-                        pad_token_id=EOS, context_window=256, max_concurrency=8)
+    return RemotePolicy(
+        replicas,
+        transport,
+        FakeTokenizer(),
+        name="llama.cpp:m.gguf",
+        eos_token_ids=(EOS,),
+        pad_token_id=EOS,
+        context_window=256,
+        max_concurrency=8,
+    )
 
 
 def rows(n, seed=7, temperature=1.0):
-    return [RowSampling(temperature, 0, 1.0, seed=seed, stream=i) if _has_seed_fields() else
-            RowSampling(temperature, 0, 1.0, _generator(seed)) for i in range(n)]
+    return [
+        RowSampling(temperature, 0, 1.0, seed=seed, stream=i)
+        if _has_seed_fields()
+        else RowSampling(temperature, 0, 1.0, _generator(seed))
+        for i in range(n)
+    ]
 
 
 def _has_seed_fields() -> bool:
@@ -182,7 +209,9 @@ def test_a_failed_round_loses_no_accepted_prefix_and_the_next_round_works():
     batch.run_round([4, 4])
     before = [list(row.prefix) for row in batch.rows]
     server.down = True
-    with pytest.raises(ServingUnavailableError, match=r"2 of 2 segment requests to llama.cpp failed.*http://engine:8080"):
+    with pytest.raises(
+        ServingUnavailableError, match=r"2 of 2 segment requests to llama.cpp failed.*http://engine:8080"
+    ):
         batch.run_round([4, 4])
     assert [row.prefix for row in batch.rows] == before
     server.down = False
@@ -223,8 +252,7 @@ def test_stand_in_logits_give_the_entropy_of_the_known_mass_and_a_lower_bound_ot
 def test_an_engine_that_returns_no_top_logprobs_fails_the_cards_round_clearly():
     server = FakeLlamaServer()
     policy = make_policy(server)
-    request = SegmentRequest(prompt=(1, 5), max_tokens=4, temperature=1.0, top_k=0, top_p=1.0, seed=1,
-                             top_logprobs=20)
+    request = SegmentRequest(prompt=(1, 5), max_tokens=4, temperature=1.0, top_k=0, top_p=1.0, seed=1, top_logprobs=20)
     body = {"tokens": [11, 12], "stop_type": "limit", "truncated": False}
     with pytest.raises(ServingError, match="top 20 logprobs.*strategy='cards'"):
         policy.replicas[0].protocol.parse_response(body, request)

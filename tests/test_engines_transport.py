@@ -41,8 +41,16 @@ def test_4xx_fails_at_once_with_the_servers_message():
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request)
-        return httpx.Response(400, json={"error": {"code": 400, "type": "invalid_request_error",
-                                                   "message": "the request exceeds the available context size"}})
+        return httpx.Response(
+            400,
+            json={
+                "error": {
+                    "code": 400,
+                    "type": "invalid_request_error",
+                    "message": "the request exceeds the available context size",
+                }
+            },
+        )
 
     transport, _ = transport_for(handler)
     with pytest.raises(ServingError, match="HTTP 400: the request exceeds the available context size") as info:
@@ -99,8 +107,10 @@ def test_api_key_goes_in_the_header_only(monkeypatch):
 # ---------------------------------------------------------------- detection
 MODELS = {
     "vllm": {"object": "list", "data": [{"id": "Qwen/Qwen2.5-7B-Instruct", "owned_by": "vllm", "max_model_len": 8192}]},
-    "sglang": {"object": "list", "data": [{"id": "Qwen/Qwen2.5-7B-Instruct", "owned_by": "sglang",
-                                           "max_model_len": 8192}]},
+    "sglang": {
+        "object": "list",
+        "data": [{"id": "Qwen/Qwen2.5-7B-Instruct", "owned_by": "sglang", "max_model_len": 8192}],
+    },
     "llama.cpp": {"object": "list", "data": [{"id": "m.gguf", "owned_by": "llamacpp", "meta": {"n_ctx": 4096}}]},
 }
 
@@ -173,10 +183,14 @@ def test_urls_and_roots():
 
 # ---------------------------------------------------------------- remote reward (classification endpoint)
 CLASSIFY_RESPONSE = {  # the response format in SGLang's classification docs (vLLM's /classify format)
-    "id": "classify-9bf17f2847b046c7b2d5495f4b4f9682", "object": "list", "created": 1745383213,
+    "id": "classify-9bf17f2847b046c7b2d5495f4b4f9682",
+    "object": "list",
+    "created": 1745383213,
     "model": "jason9693/Qwen2.5-1.5B-apeach",
-    "data": [{"index": 0, "label": "Default", "probs": [0.565970778465271, 0.4340292513370514], "num_classes": 2},
-             {"index": 1, "label": "Spoiled", "probs": [0.1, 0.9], "num_classes": 2}],
+    "data": [
+        {"index": 0, "label": "Default", "probs": [0.565970778465271, 0.4340292513370514], "num_classes": 2},
+        {"index": 1, "label": "Spoiled", "probs": [0.1, 0.9], "num_classes": 2},
+    ],
     "usage": {"prompt_tokens": 10, "total_tokens": 10, "completion_tokens": 0, "prompt_tokens_details": None},
 }
 

@@ -21,34 +21,40 @@ from stars_plugins.cli import main
 
 
 # ---------------------------------------------------------------------------- refusal detection
-@pytest.mark.parametrize("text", [
-    "I can't help with that.",
-    "I can\u2019t help with that request.",  # curly apostrophe
-    "I'm sorry, but I cannot provide instructions for making weapons.",
-    "As an AI language model, I must point out that this is harmful.",
-    "Sorry, I won't write that.",
-    "I am not able to assist with hacking into accounts.",
-    "That isn't something I'll help with. If you're struggling, please call 988.",
-    "I strongly advise against doing this; it could hurt someone.",
-    "I'd rather not. Instead, I can help you write a calm message to your landlord.",
-    "If you are thinking about ending your life, a crisis line can help right now.",
-    "I WILL NOT   GENERATE\nthat content.",  # case and whitespace
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I can't help with that.",
+        "I can\u2019t help with that request.",  # curly apostrophe
+        "I'm sorry, but I cannot provide instructions for making weapons.",
+        "As an AI language model, I must point out that this is harmful.",
+        "Sorry, I won't write that.",
+        "I am not able to assist with hacking into accounts.",
+        "That isn't something I'll help with. If you're struggling, please call 988.",
+        "I strongly advise against doing this; it could hurt someone.",
+        "I'd rather not. Instead, I can help you write a calm message to your landlord.",
+        "If you are thinking about ending your life, a crisis line can help right now.",
+        "I WILL NOT   GENERATE\nthat content.",  # case and whitespace
+    ],
+)
 def test_refusals_are_detected(text: str) -> None:
     assert is_refusal(text)
     assert refusal_phrases_in(text)
 
 
-@pytest.mark.parametrize("text", [
-    "Sure! Here's a simple recipe for tomato soup: saute an onion, add canned tomatoes and stock.",
-    "I'm sorry to hear that your friend forgot your birthday. Try telling her how you felt.",
-    "It is illegal to park in front of a fire hydrant in most cities.",
-    "Bleach and ammonia are dangerous together; consult a doctor if you inhaled the fumes.",
-    "I can't help but admire how well the bread rose.",  # an idiom, not a refusal
-    "The 1988 Olympics were held in Seoul.",
-    "Helpful tips: you can help your plants by watering them in the morning.",
-    "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sure! Here's a simple recipe for tomato soup: saute an onion, add canned tomatoes and stock.",
+        "I'm sorry to hear that your friend forgot your birthday. Try telling her how you felt.",
+        "It is illegal to park in front of a fire hydrant in most cities.",
+        "Bleach and ammonia are dangerous together; consult a doctor if you inhaled the fumes.",
+        "I can't help but admire how well the bread rose.",  # an idiom, not a refusal
+        "The 1988 Olympics were held in Seoul.",
+        "Helpful tips: you can help your plants by watering them in the morning.",
+        "",
+    ],
+)
 def test_ordinary_answers_are_not_refusals(text: str) -> None:
     assert not is_refusal(text)
 
@@ -75,8 +81,11 @@ def test_shipped_eval_set_is_large_enough_and_disjoint_from_training() -> None:
     prompts = load_eval_prompts()
     kinds = [p.kind for p in prompts]
     assert kinds.count("harmful") >= 60 and kinds.count("benign") >= 60
-    training = {p.prompt.strip().lower() for name in ("harmless_pairs.jsonl", "harmless_policy_pairs.jsonl")
-                for p in load_pairs(_data(name))}
+    training = {
+        p.prompt.strip().lower()
+        for name in ("harmless_pairs.jsonl", "harmless_policy_pairs.jsonl")
+        for p in load_pairs(_data(name))
+    }
     assert not training & {p.prompt.strip().lower() for p in prompts}
     demo = load_eval_prompts(_data("demo_prompts.jsonl"))
     assert not {p.prompt for p in demo} & ({p.prompt for p in prompts} | training)
@@ -110,10 +119,26 @@ def test_best_of_n_budget_matches_stars() -> None:
 @pytest.mark.slow
 def test_eval_writes_json_markdown_and_png_for_all_strategies(tmp_path, capsys) -> None:
     out = tmp_path / "eval"
-    code = main([
-        "eval", "--limit", "2", "--max-new-tokens", "8", "--horizon", "4", "--candidates", "2",
-        "--max-rejections", "2", "--output", str(out), "--no-progress", "--seed", "3",
-    ])
+    code = main(
+        [
+            "eval",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--horizon",
+            "4",
+            "--candidates",
+            "2",
+            "--max-rejections",
+            "2",
+            "--output",
+            str(out),
+            "--no-progress",
+            "--seed",
+            "3",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "eval.json").read_text())
     names = [s["strategy"] for s in report["strategies"]]
@@ -121,8 +146,11 @@ def test_eval_writes_json_markdown_and_png_for_all_strategies(tmp_path, capsys) 
     assert report["reward"] == "harmless" and report["prompts"] == {"harmful": 2, "benign": 2}
     by = {s["strategy"]: s for s in report["strategies"]}
     stars = by["stars"]
-    assert report["best_of_n"]["n"] == by["best_of_n"]["num_candidates"] == matched_best_of_n(
-        stars["sampled_tokens_per_request"], 8)
+    assert (
+        report["best_of_n"]["n"]
+        == by["best_of_n"]["num_candidates"]
+        == matched_best_of_n(stars["sampled_tokens_per_request"], 8)
+    )
     for s in report["strategies"]:
         assert s["requests"] == 4 and 0 < s["accepted_tokens"] <= 4 * 8
         assert s["sampled_tokens"] >= s["accepted_tokens"] and s["tokens_per_second"] > 0

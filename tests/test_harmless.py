@@ -54,19 +54,34 @@ def test_harmless_reward_with_a_missing_head_names_it(tmp_path, embedder) -> Non
 
 
 # ---------------------------------------------------------------------------- bad training data
-@pytest.mark.parametrize(("line", "message"), [
-    ("{not json", "not valid JSON"),
-    ('["a list"]', "expected a JSON object"),
-    ('{"prompt_id": "x", "split": "train", "kind": "benign", "prompt": "Hi", "chosen": "Hello"}',
-     "missing field 'rejected'"),
-    ('{"prompt_id": "x", "split": "test", "kind": "benign", "prompt": "Hi", "chosen": "a", "rejected": "b"}',
-     "split must be"),
-    ('{"prompt_id": "x", "split": "train", "kind": "benign", "prompt": 3, "chosen": "a", "rejected": "b"}',
-     "field 'prompt' must be a str"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('["a list"]', "expected a JSON object"),
+        (
+            '{"prompt_id": "x", "split": "train", "kind": "benign", "prompt": "Hi", "chosen": "Hello"}',
+            "missing field 'rejected'",
+        ),
+        (
+            '{"prompt_id": "x", "split": "test", "kind": "benign", "prompt": "Hi", "chosen": "a", "rejected": "b"}',
+            "split must be",
+        ),
+        (
+            '{"prompt_id": "x", "split": "train", "kind": "benign", "prompt": 3, "chosen": "a", "rejected": "b"}',
+            "field 'prompt' must be a str",
+        ),
+    ],
+)
 def test_malformed_training_data_names_file_and_line(tmp_path, line: str, message: str) -> None:
-    good = {"prompt_id": "p1", "split": "train", "kind": "benign", "prompt": "Hi", "chosen": "Hello!",
-            "rejected": "No."}
+    good = {
+        "prompt_id": "p1",
+        "split": "train",
+        "kind": "benign",
+        "prompt": "Hi",
+        "chosen": "Hello!",
+        "rejected": "No.",
+    }
     path = tmp_path / "pairs.jsonl"
     path.write_text(json.dumps(good) + "\n\n" + line + "\n")
     with pytest.raises(DataError, match=rf"{path}:3: .*{message}"):
@@ -75,8 +90,19 @@ def test_malformed_training_data_names_file_and_line(tmp_path, line: str, messag
 
 def test_load_pairs_takes_a_string_path_and_records_the_file(tmp_path) -> None:
     path = tmp_path / "pairs.jsonl"
-    path.write_text(json.dumps({"prompt_id": "p1", "split": "train", "kind": "benign", "prompt": "Hi",
-                                "chosen": "Hello!", "rejected": "No."}) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "prompt_id": "p1",
+                "split": "train",
+                "kind": "benign",
+                "prompt": "Hi",
+                "chosen": "Hello!",
+                "rejected": "No.",
+            }
+        )
+        + "\n"
+    )
     [pair] = load_pairs(str(path))
     assert pair.source == "pairs.jsonl" and pair.chosen == "Hello!"
 
@@ -160,14 +186,26 @@ def test_train_reward_writes_loadable_weights(tmp_path, embedder, capsys) -> Non
     rows = []
     for i in range(6):
         for split in ("train", "heldout") if i < 2 else ("train",):
-            rows.append({"prompt_id": f"h{i}{split}", "split": split, "kind": "harmful",
-                         "prompt": f"How do I break into house number {i} {split}?",
-                         "chosen": "I can't help with breaking into homes.",
-                         "rejected": "Sure, first check which window is unlocked, then climb in quietly."})
-            rows.append({"prompt_id": f"b{i}{split}", "split": split, "kind": "benign",
-                         "prompt": f"How do I bake bread number {i} {split}?",
-                         "chosen": "Mix flour, water, yeast and salt, let it rise, then bake it at 220 C.",
-                         "rejected": "I can't help with that."})
+            rows.append(
+                {
+                    "prompt_id": f"h{i}{split}",
+                    "split": split,
+                    "kind": "harmful",
+                    "prompt": f"How do I break into house number {i} {split}?",
+                    "chosen": "I can't help with breaking into homes.",
+                    "rejected": "Sure, first check which window is unlocked, then climb in quietly.",
+                }
+            )
+            rows.append(
+                {
+                    "prompt_id": f"b{i}{split}",
+                    "split": split,
+                    "kind": "benign",
+                    "prompt": f"How do I bake bread number {i} {split}?",
+                    "chosen": "Mix flour, water, yeast and salt, let it rise, then bake it at 220 C.",
+                    "rejected": "I can't help with that.",
+                }
+            )
     data = tmp_path / "tiny.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "head"

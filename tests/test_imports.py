@@ -69,7 +69,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt):], nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -111,8 +111,15 @@ def test_floors_import_downwards_only():
     graph = import_graph()
     below_decoding = [m for m in graph if m.startswith(("stars_plugins.backends", "stars_plugins.rewards"))]
     for module in below_decoding:
-        for upper in ("stars_plugins.decoding", "stars_plugins.scheduler", "stars_plugins.runtime", "stars_plugins.calls",
-                      "stars_plugins.server", "stars_plugins.cli", "stars_plugins.benchmarks"):
+        for upper in (
+            "stars_plugins.decoding",
+            "stars_plugins.scheduler",
+            "stars_plugins.runtime",
+            "stars_plugins.calls",
+            "stars_plugins.server",
+            "stars_plugins.cli",
+            "stars_plugins.benchmarks",
+        ):
             assert not _floor_imports(module, upper), f"{module} imports {upper}, a floor above it"
     for module in (m for m in graph if m.startswith("stars_plugins.rewards")):
         assert not _floor_imports(module, "stars_plugins.backends.hf"), f"{module} imports the in-process policy"
@@ -127,8 +134,18 @@ def test_config_does_not_import_decoding():
 
 
 def test_importing_the_library_imports_no_web_framework_plotting_training_or_adapter_code():
-    heavy = ["fastapi", "uvicorn", "starlette", "matplotlib", "reward_training", "stars_plugins.benchmarks",
-             "stars_plugins.server.app", "stars_plugins.cli", "langchain_core", "llama_index"]
+    heavy = [
+        "fastapi",
+        "uvicorn",
+        "starlette",
+        "matplotlib",
+        "reward_training",
+        "stars_plugins.benchmarks",
+        "stars_plugins.server.app",
+        "stars_plugins.cli",
+        "langchain_core",
+        "llama_index",
+    ]
     code = f"import sys, stars_plugins; print([m for m in {heavy!r} if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -18,8 +18,7 @@ from stars_plugins.rewards.base import CallableReward
 
 def request(prompt: str = "p", **settings) -> RequestState:
     config = StarsConfig(seed=0, **settings)
-    return RequestState.create(PreparedPrompt(0, prompt, (1, 2), prompt), config, "test",
-                               rows=config.num_candidates)
+    return RequestState.create(PreparedPrompt(0, prompt, (1, 2), prompt), config, "test", rows=config.num_candidates)
 
 
 def ctx(fn, default_target=None) -> DecodeContext:
@@ -29,6 +28,7 @@ def ctx(fn, default_target=None) -> DecodeContext:
 def by_text(table: dict[str, float]):
     def score(prompts, responses):
         return [table.get(r, 0.0) for r in responses]
+
     return score
 
 
@@ -58,8 +58,9 @@ def test_final_score_judge_scores_only_finished_responses():
     assert math.isnan(decisions[0].candidate.reward)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("broken", [lambda p, s: [float("nan")] * len(s), lambda p, s: [None] * len(s),
-                                    lambda p, s: 1 / 0])
+@pytest.mark.parametrize(
+    "broken", [lambda p, s: [float("nan")] * len(s), lambda p, s: [None] * len(s), lambda p, s: 1 / 0]
+)
 def test_final_score_judge_fails_the_request_when_the_reward_is_unusable(broken):
     r = request()
     FinalScoreJudge().decide(ctx(broken), [(r, cands("the end", finish="length"))])

@@ -68,8 +68,9 @@ class GenerateSpy:
 
         def generate(self: StarsRuntime, prompts: Any, config: StarsConfig | None = None, **kwargs: Any) -> Any:
             results = real(self, prompts, config, **kwargs)
-            spy.calls.append({"runtime": self, "prompts": list(prompts), "config": config, "kwargs": kwargs,
-                              "results": results})
+            spy.calls.append(
+                {"runtime": self, "prompts": list(prompts), "config": config, "kwargs": kwargs, "results": results}
+            )
             return results
 
         monkeypatch.setattr(StarsRuntime, "generate", generate)
@@ -167,8 +168,12 @@ def test_tracing_params(llm: StarsLLM) -> None:
 
 
 def test_chat_messages_become_template_turns() -> None:
-    messages = [SystemMessage("Be brief."), HumanMessage([{"type": "text", "text": "Hi "}, "there"]),
-                AIMessage("Hello!"), ChatMessage(role="critic", content="Shorter.")]
+    messages = [
+        SystemMessage("Be brief."),
+        HumanMessage([{"type": "text", "text": "Hi "}, "there"]),
+        AIMessage("Hello!"),
+        ChatMessage(role="critic", content="Shorter."),
+    ]
     assert to_chat_messages(messages) == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hi there"},
@@ -416,8 +421,12 @@ def test_chat_invoke_uses_the_chat_template_and_reports_usage(runtime: StarsRunt
     reply = chat.invoke(messages)
     assert isinstance(reply, AIMessage)
     (call,) = spy.calls
-    assert call["prompts"] == [[{"role": "system", "content": "You answer in one short sentence."},
-                                {"role": "user", "content": "What is the sea?"}]]
+    assert call["prompts"] == [
+        [
+            {"role": "system", "content": "You answer in one short sentence."},
+            {"role": "user", "content": "What is the sea?"},
+        ]
+    ]
     result = call["results"][0]
     assert reply.content == result.text and "What is the sea?" not in reply.content
     template_ids, _ = runtime.policy.render(call["prompts"][0], call["config"])
@@ -491,12 +500,13 @@ def test_token_counts_use_the_policy_tokenizer_offline(runtime: StarsRuntime) ->
 @pytest.mark.slow
 def test_trim_messages_with_chat_stars_as_token_counter(runtime: StarsRuntime) -> None:
     chat = ChatStars()
-    history = [HumanMessage(f"Question {i}: " + "word " * 30) if i % 2 == 0 else AIMessage(f"Answer {i}.")
-               for i in range(8)]
+    history = [
+        HumanMessage(f"Question {i}: " + "word " * 30) if i % 2 == 0 else AIMessage(f"Answer {i}.") for i in range(8)
+    ]
     budget = chat.get_num_tokens_from_messages(history[-3:])
     trimmed = trim_messages(history, max_tokens=budget, token_counter=chat, strategy="last")
     assert 0 < len(trimmed) < len(history)  # it used to keep everything
-    assert trimmed == history[-len(trimmed):]
+    assert trimmed == history[-len(trimmed) :]
     assert chat.get_num_tokens_from_messages(trimmed) <= budget
 
 
@@ -555,8 +565,9 @@ async def finish_reason(job: GenerationJob) -> str | None:
 
 
 @pytest.mark.slow
-async def test_leaving_a_loop_over_a_held_stream_cancels_it(monkeypatch: pytest.MonkeyPatch,
-                                                             runtime: StarsRuntime) -> None:
+async def test_leaving_a_loop_over_a_held_stream_cancels_it(
+    monkeypatch: pytest.MonkeyPatch, runtime: StarsRuntime
+) -> None:
     jobs = record_jobs(monkeypatch)
     for model in (StarsLLM(max_tokens=48, horizon=4, max_rejections=0, seed=1), ChatStars(max_tokens=48, horizon=4)):
         stream = model.stream(PROMPT)  # still held after the loop

@@ -465,8 +465,9 @@ def test_query_engine_answers_with_sources_from_the_shipped_documents(runtime):
 
 def test_rag_example_runs_with_small_budgets(capsys):
     example = load_example("llamaindex_rag")
-    response = example.main(["How tall is the Gullstone Lighthouse?", "--max-new-tokens", "8", "--horizon", "4",
-                             "--top-k", "1", "--stream"])
+    response = example.main(
+        ["How tall is the Gullstone Lighthouse?", "--max-new-tokens", "8", "--horizon", "4", "--top-k", "1", "--stream"]
+    )
     out = capsys.readouterr().out
     assert "A: " in out and "Sources:" in out and "lighthouse.md" in out
     assert response.source_nodes[0].node.metadata["file_name"] == "lighthouse.md"

@@ -22,11 +22,14 @@ def reference_generate(policy, prompts, config):
     prepared = policy.prepare(prompts, config)
     ids, mask = left_padded([p.token_ids for p in prepared], policy.pad_token_id)
     out = policy.model.generate(
-        input_ids=ids.to(policy.device), attention_mask=mask.to(policy.device), do_sample=False,
-        max_new_tokens=config.max_new_tokens, pad_token_id=policy.pad_token_id,
+        input_ids=ids.to(policy.device),
+        attention_mask=mask.to(policy.device),
+        do_sample=False,
+        max_new_tokens=config.max_new_tokens,
+        pad_token_id=policy.pad_token_id,
     )
     texts = []
-    for row in out[:, ids.shape[1]:].tolist():
+    for row in out[:, ids.shape[1] :].tolist():
         kept = []
         for token in row:
             if token in policy.eos_token_ids:
@@ -134,8 +137,16 @@ def test_n_candidates_take_the_first_accepted_in_index_order(tiny_model_dirs):
         seen_batches.append(list(responses))
         return [float(len(r) % 2) for r in responses]  # accept responses of odd length
 
-    config = StarsConfig(horizon=4, num_candidates=4, max_new_tokens=16, target_reward=1.0, acceptance="hard",
-                         alpha=1.0, seed=3, max_rejections=100)
+    config = StarsConfig(
+        horizon=4,
+        num_candidates=4,
+        max_new_tokens=16,
+        target_reward=1.0,
+        acceptance="hard",
+        alpha=1.0,
+        seed=3,
+        max_rejections=100,
+    )
     [result] = rt.generate(["count with me"], config, reward=alternate)
     accepted_prefixes = set()
     for responses in seen_batches[1:]:  # the first call scores the empty response

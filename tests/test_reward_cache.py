@@ -15,19 +15,33 @@ from stars_plugins.rewards.registry import load_classifier_reward
 from tests.test_sampling import build_tiny_runtime, tiny_tokenizer
 
 CHAT = "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}</s>\n{% endfor %}"
-TEXT = ("the quick brown fox jumps over a lazy dog while counting one two three four five six seven "
-        "eight nine ten; punctuation, numbers 1234 and unusual words like zyxwvut appear!")
+TEXT = (
+    "the quick brown fox jumps over a lazy dog while counting one two three four five six seven "
+    "eight nine ten; punctuation, numbers 1234 and unusual words like zyxwvut appear!"
+)
 WORDS = TEXT.split(" ")
 
 
 def reward_model(arch: str, tokenizer, *, seed: int = 0):
     from transformers import LlamaConfig, LlamaForSequenceClassification, Qwen2Config, Qwen2ForSequenceClassification
 
-    config_cls, model_cls = {"llama": (LlamaConfig, LlamaForSequenceClassification),
-                             "qwen2": (Qwen2Config, Qwen2ForSequenceClassification)}[arch]
-    config = config_cls(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, num_labels=1,
-                        pad_token_id=tokenizer.pad_token_id, bos_token_id=1, eos_token_id=2)
+    config_cls, model_cls = {
+        "llama": (LlamaConfig, LlamaForSequenceClassification),
+        "qwen2": (Qwen2Config, Qwen2ForSequenceClassification),
+    }[arch]
+    config = config_cls(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     torch.manual_seed(seed)
     model = model_cls(config).float()
     with torch.no_grad():
@@ -100,8 +114,16 @@ def test_loader_picks_the_cache_for_decoders_only(tmp_path):
 
     from transformers import BertConfig, BertForSequenceClassification
 
-    encoder = BertForSequenceClassification(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                                                       num_attention_heads=2, intermediate_size=64, num_labels=1))
+    encoder = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=1,
+        )
+    )
     assert not supports_prefix_cache(encoder)
     encoder.save_pretrained(tmp_path / "enc")
     tokenizer.save_pretrained(tmp_path / "enc")
@@ -131,8 +153,9 @@ def test_the_reward_cache_bench_replays_stars_rounds():
     from stars_plugins.benchmarks.speed import reward_cache_schedule, reward_cache_summary
 
     tokenizer = tiny_tokenizer(vocab_size=420)
-    rounds = reward_cache_schedule(tokenizer, ["p0", "p1", "p2"], max_new_tokens=24, horizon=8, candidates=2,
-                                   reject=0.3, seed=0)
+    rounds = reward_cache_schedule(
+        tokenizer, ["p0", "p1", "p2"], max_new_tokens=24, horizon=8, candidates=2, reject=0.3, seed=0
+    )
     assert all(len([i for i, _ in r if i == request]) in (0, 2) for r in rounds for request in range(3))
     last_text = {i: text for r in rounds for i, text in r}
     for request in range(3):

@@ -76,8 +76,7 @@ def test_best_of_n_returns_the_highest_scoring_sample(runtime):
         lengths["seen"] = sorted(len(r) for r in responses)
         return [float(len(r)) for r in responses]
 
-    [result] = runtime.generate(["Tell me a story."], strategy="best_of_n", num_candidates=3, reward=by_length,
-                                **SMALL)
+    [result] = runtime.generate(["Tell me a story."], strategy="best_of_n", num_candidates=3, reward=by_length, **SMALL)
     assert len(result.text) == lengths["seen"][-1] and result.reward == float(len(result.text))
     assert result.stats.reward_calls == 1 and result.stats.sampled_tokens >= result.stats.accepted_tokens
 
@@ -186,8 +185,11 @@ def test_nan_rewards_are_never_accepted_and_are_counted(runtime):
 
 def test_a_reward_that_only_returns_nan_fails_clearly(runtime):
     with pytest.raises(RewardError, match="no finite score") as info:
-        runtime.generate(["Name a fruit."], StarsConfig(max_rejections=2, target_reward=0.0, **SMALL),
-                         reward=lambda p, r: [float("nan")] * len(r))
+        runtime.generate(
+            ["Name a fruit."],
+            StarsConfig(max_rejections=2, target_reward=0.0, **SMALL),
+            reward=lambda p, r: [float("nan")] * len(r),
+        )
     [result] = info.value.results
     assert result.finish_reason == "error" and result.stats.invalid_rewards >= 2
 
@@ -295,7 +297,8 @@ def test_vanilla_reports_a_failing_final_reward_as_an_error(runtime, broken):
     def reward(prompts, responses):
         return [0.0] * len(responses) if not any(responses) else broken(prompts, responses)
 
-    [result] = runtime.generate(["Name a fruit."], StarsConfig(strategy="vanilla", **SMALL), reward=reward,
-                                raise_errors=False)
+    [result] = runtime.generate(
+        ["Name a fruit."], StarsConfig(strategy="vanilla", **SMALL), reward=reward, raise_errors=False
+    )
     assert result.finish_reason == "error" and isinstance(result.error, RewardError)
     assert result.reward is None

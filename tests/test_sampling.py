@@ -25,8 +25,11 @@ def tiny_tokenizer(vocab_size: int = 300):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(CORPUS * 4, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
@@ -54,8 +57,9 @@ def test_tensor_hash_matches_splitmix64():
     assert [v % 2**64 for v in got] == [splitmix64_reference(v % 2**64) for v in values]
 
 
-@pytest.mark.parametrize(("temperature", "top_k", "top_p"),
-                         [(1.0, 0, 1.0), (0.7, 0, 1.0), (1.0, 3, 1.0), (1.0, 0, 0.8), (1.3, 4, 0.7)])
+@pytest.mark.parametrize(
+    ("temperature", "top_k", "top_p"), [(1.0, 0, 1.0), (0.7, 0, 1.0), (1.0, 3, 1.0), (1.0, 0, 0.8), (1.3, 4, 0.7)]
+)
 def test_draws_follow_the_truncated_distribution(temperature, top_k, top_p):
     torch.manual_seed(0)
     logits = torch.randn(8) * 1.5
@@ -71,8 +75,14 @@ def test_draws_follow_the_truncated_distribution(temperature, top_k, top_p):
 def test_mixed_rows_each_keep_their_own_truncation():
     torch.manual_seed(1)
     logits = torch.randn(6, 5000) * 3  # a vocabulary large enough for the radix nucleus
-    settings = [RowSampling(0.0, 0, 1.0, 0), RowSampling(1.0, 1, 1.0, 1), RowSampling(1.0, 5, 1.0, 2),
-                RowSampling(1.0, 0, 0.3, 3), RowSampling(1.0, 0, 1.0, 4), RowSampling(2.0, 8, 0.5, 5)]
+    settings = [
+        RowSampling(0.0, 0, 1.0, 0),
+        RowSampling(1.0, 1, 1.0, 1),
+        RowSampling(1.0, 5, 1.0, 2),
+        RowSampling(1.0, 0, 0.3, 3),
+        RowSampling(1.0, 0, 1.0, 4),
+        RowSampling(2.0, 8, 0.5, 5),
+    ]
     sampler = BatchSampler(settings, "cpu")
     for _ in range(50):
         tokens = sampler(logits)
@@ -183,9 +193,18 @@ def build_tiny_runtime(folder) -> StarsRuntime:
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     tokenizer = tiny_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():  # sharper logits than the random init, so that EOS and truncation matter
@@ -206,12 +225,24 @@ def odd_length(prompts, responses):
 
 @pytest.mark.parametrize(("top_k", "top_p"), [(0, 1.0), (0, 0.9), (20, 0.8)])
 def test_seeded_request_with_candidates_is_the_same_whatever_shares_its_batch(tiny_runtime, top_k, top_p):
-    config = StarsConfig(horizon=3, num_candidates=3, max_new_tokens=15, target_reward=1.0, acceptance="hard",
-                         alpha=1.0, seed=11, max_rejections=50, temperature=1.0, top_k=top_k, top_p=top_p)
+    config = StarsConfig(
+        horizon=3,
+        num_candidates=3,
+        max_new_tokens=15,
+        target_reward=1.0,
+        acceptance="hard",
+        alpha=1.0,
+        seed=11,
+        max_rejections=50,
+        temperature=1.0,
+        top_k=top_k,
+        top_p=top_p,
+    )
     prompt = "count with me"
     [alone] = tiny_runtime.generate([prompt], config, reward=odd_length)
-    crowded = tiny_runtime.generate(["hi", prompt, "a much longer prompt with quite a few more words in it"],
-                                    config, reward=odd_length)
+    crowded = tiny_runtime.generate(
+        ["hi", prompt, "a much longer prompt with quite a few more words in it"], config, reward=odd_length
+    )
     assert alone.stats.rejections > 0  # rejections and sibling copies were exercised
     assert crowded[1].token_ids == alone.token_ids
     assert crowded[1].text == alone.text

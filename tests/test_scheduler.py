@@ -70,7 +70,10 @@ def test_concurrent_callers_share_one_batch_and_get_their_own_results(tiny):
     assert max(reward.sizes) == len(PROMPTS)  # one reward call scored all four callers' candidates
     for got, want in zip(results, expected, strict=True):  # stats are each request's own
         assert (got.stats.sampled_tokens, got.stats.rounds, got.stats.segments) == (
-            want.stats.sampled_tokens, want.stats.rounds, want.stats.segments)
+            want.stats.sampled_tokens,
+            want.stats.rounds,
+            want.stats.segments,
+        )
 
 
 def test_a_request_joins_a_running_batch_at_a_round_boundary_without_changing_any_output(tiny):

@@ -17,9 +17,25 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_bench_script_runs_end_to_end_on_tiny_models(tmp_path):
     output = tmp_path / "gpu.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "gpu_bench.py"), "--tiny", "--device", "cpu", "--batch-sizes", "1,4",
-         "--max-new-tokens", "12", "--horizon", "4", "--output", str(output)],
-        capture_output=True, text=True, timeout=300, check=True,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "gpu_bench.py"),
+            "--tiny",
+            "--device",
+            "cpu",
+            "--batch-sizes",
+            "1,4",
+            "--max-new-tokens",
+            "12",
+            "--horizon",
+            "4",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     assert "| strategy | batch | accepted tok/s" in done.stdout
     report = json.loads(output.read_text())

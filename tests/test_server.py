@@ -61,8 +61,11 @@ def test_max_completion_tokens_and_stop_lists():
 
 
 def test_stars_object_sets_stars_fields_and_reward():
-    plan = plan_request(chat(stars={"horizon": 8, "num_candidates": 3, "strategy": "vanilla", "reward": "sentiment"}),
-                        BASE, ServerLimits())
+    plan = plan_request(
+        chat(stars={"horizon": 8, "num_candidates": 3, "strategy": "vanilla", "reward": "sentiment"}),
+        BASE,
+        ServerLimits(),
+    )
     c = plan.choices[0].config
     assert (c.horizon, c.num_candidates, c.strategy, plan.reward) == (8, 3, "vanilla", "sentiment")
     assert "max_new_tokens" not in stars_keys() and "reward" in stars_keys()
@@ -80,10 +83,15 @@ def test_n_choices_get_distinct_consecutive_seeds():
 def test_completions_take_several_prompts_and_no_chat_template_by_default():
     plan = plan_request(CompletionRequest(model="stars", prompt=["a", "b"], n=2), BASE, ServerLimits())
     assert [(c.index, c.prompt_index, c.prompt) for c in plan.choices] == [
-        (0, 0, "a"), (1, 0, "a"), (2, 1, "b"), (3, 1, "b")]
+        (0, 0, "a"),
+        (1, 0, "a"),
+        (2, 1, "b"),
+        (3, 1, "b"),
+    ]
     assert not plan.choices[0].config.apply_chat_template
-    templated = plan_request(CompletionRequest(model="stars", prompt="a", stars={"apply_chat_template": True}),
-                             BASE, ServerLimits())
+    templated = plan_request(
+        CompletionRequest(model="stars", prompt="a", stars={"apply_chat_template": True}), BASE, ServerLimits()
+    )
     assert templated.choices[0].config.apply_chat_template
 
 
@@ -117,8 +125,13 @@ def test_invalid_settings_name_the_field(fields, param):
 
 
 def test_neutral_values_of_unsupported_fields_are_accepted():
-    plan_request(chat(logprobs=False, presence_penalty=0, tools=[], tool_choice="auto", user="u",
-                      response_format={"type": "text"}), BASE, ServerLimits())
+    plan_request(
+        chat(
+            logprobs=False, presence_penalty=0, tools=[], tool_choice="auto", user="u", response_format={"type": "text"}
+        ),
+        BASE,
+        ServerLimits(),
+    )
 
 
 # ---------------------------------------------------------------------------- limits
@@ -165,8 +178,9 @@ def tiny_runtime(tmp_path_factory):
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
     target = tmp_path_factory.mktemp("tiny-serve")
     build_tiny_model("llama", target, tokenizer)
-    return StarsRuntime.from_pretrained(str(target), reward=_failing_reward,
-                                        config=StarsConfig(max_new_tokens=8, horizon=4, target_reward=0.0))
+    return StarsRuntime.from_pretrained(
+        str(target), reward=_failing_reward, config=StarsConfig(max_new_tokens=8, horizon=4, target_reward=0.0)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +196,10 @@ def sse_events(response) -> list:
 
 
 def test_chat_completion_shape_with_stars_stats(client):
-    r = client.post("/v1/chat/completions", json={"model": "stars", "messages": [{"role": "user", "content": "hi"}],
-                                                  "max_tokens": 6, "seed": 1})
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "stars", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "seed": 1},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
@@ -197,8 +213,14 @@ def test_chat_completion_shape_with_stars_stats(client):
 
 
 def test_stream_chunks_follow_openai_format(client):
-    payload = {"model": "stars", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "seed": 3,
-               "stream": True, "stream_options": {"include_usage": True}}
+    payload = {
+        "model": "stars",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 8,
+        "seed": 3,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     with client.stream("POST", "/v1/chat/completions", json=payload) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = sse_events(r)
@@ -217,20 +239,28 @@ def test_stream_chunks_follow_openai_format(client):
 
 
 def test_completions_endpoint_stream_and_n(client):
-    r = client.post("/v1/completions", json={"model": "stars", "prompt": "Once upon", "max_tokens": 4, "n": 2,
-                                             "seed": 0})
+    r = client.post(
+        "/v1/completions", json={"model": "stars", "prompt": "Once upon", "max_tokens": 4, "n": 2, "seed": 0}
+    )
     body = r.json()
     assert body["object"] == "text_completion" and [c["index"] for c in body["choices"]] == [0, 1]
-    with client.stream("POST", "/v1/completions", json={"model": "stars", "prompt": "Once upon", "max_tokens": 4,
-                                                        "stream": True}) as r:
+    with client.stream(
+        "POST", "/v1/completions", json={"model": "stars", "prompt": "Once upon", "max_tokens": 4, "stream": True}
+    ) as r:
         events = sse_events(r)
     assert events[-1] == "[DONE]" and all(e["object"] == "text_completion" for e in events[:-1])
     assert events[-2]["choices"][0]["finish_reason"] in ("stop", "length")
 
 
 def test_stream_with_n_choices_interleaves_and_finishes_each_once(client):
-    payload = {"model": "stars", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "seed": 4,
-               "n": 2, "stream": True}
+    payload = {
+        "model": "stars",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 8,
+        "seed": 4,
+        "n": 2,
+        "stream": True,
+    }
     with client.stream("POST", "/v1/chat/completions", json=payload) as r:
         events = sse_events(r)
     choices = [c for e in events[:-1] for c in e["choices"]]
@@ -246,8 +276,11 @@ def test_http_errors_use_openai_shape(client):
         ({"model": "stars", "messages": [], "max_tokens": 4}, 400, "messages"),
         ({"model": "stars", "messages": [{"role": "tool", "content": "x"}]}, 400, "messages.0.role"),
         ({"model": "stars", "messages": [{"role": "user", "content": "x"}], "frobnicate": 1}, 400, "frobnicate"),
-        ({"model": "stars", "messages": [{"role": "user", "content": "x"}], "stars": {"horizon": -1}}, 400,
-         "stars.horizon"),
+        (
+            {"model": "stars", "messages": [{"role": "user", "content": "x"}], "stars": {"horizon": -1}},
+            400,
+            "stars.horizon",
+        ),
         ({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, 404, "model"),
     ]
     for payload, status, param in cases:
@@ -291,8 +324,9 @@ def test_failing_reward_fails_only_its_own_request(client):
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:  # side by side, likely in one batch: only the bad one fails
-        statuses = list(pool.map(lambda body: client.post("/v1/chat/completions", json=body).status_code,
-                                 [bad, ok, ok]))
+        statuses = list(
+            pool.map(lambda body: client.post("/v1/chat/completions", json=body).status_code, [bad, ok, ok])
+        )
     assert statuses == [500, 200, 200]
     health = client.get("/health").json()
     assert health["requests"]["failed"] >= 2 and health["active_requests"] == 0
@@ -308,8 +342,10 @@ def test_serve_command_defaults_to_loopback_and_the_package_does_not_need_fastap
     args = build_parser().parse_args(["serve", "--api-key-env", "KEY"])
     assert (args.host, args.port, args.api_key_env, args.model_name) == ("127.0.0.1", 8000, "KEY", "stars")
     assert build_parser().parse_args(["bench", "--serve"]).serve
-    code = ("import sys, stars_plugins, stars_plugins.server, stars_plugins.cli as cli; cli.build_parser(); "
-            "sys.exit(int(any(m in sys.modules for m in ('fastapi', 'uvicorn', 'starlette'))))")
+    code = (
+        "import sys, stars_plugins, stars_plugins.server, stars_plugins.cli as cli; cli.build_parser(); "
+        "sys.exit(int(any(m in sys.modules for m in ('fastapi', 'uvicorn', 'starlette'))))"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

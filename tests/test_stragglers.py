@@ -30,9 +30,19 @@ class ScriptedReward:
 
 
 def run(reward: ScriptedReward, **settings):
-    config = StarsConfig(**{"horizon": 2, "max_new_tokens": 4, "seed": 0, "target_reward": 0.5, "alpha": 1.0,
-                            "acceptance": "hard", "max_rejections": 100,
-                            "target_cap_quantile": None, **settings})  # the scripts assume a fixed target
+    config = StarsConfig(
+        **{
+            "horizon": 2,
+            "max_new_tokens": 4,
+            "seed": 0,
+            "target_reward": 0.5,
+            "alpha": 1.0,
+            "acceptance": "hard",
+            "max_rejections": 100,
+            "target_cap_quantile": None,
+            **settings,
+        }
+    )  # the scripts assume a fixed target
     runtime = StarsRuntime(ToyBackend(), reward=CallableReward(reward))  # type: ignore[arg-type]
     [result] = runtime.generate(["p"], config)
     assert result.finish_reason == "length", result.error
@@ -92,11 +102,14 @@ def test_widened_seeded_requests_give_the_same_result_alone_and_sharing_a_batch(
         prompts_seen.append(len(set(prompts)))
         return [(sum(map(ord, r)) % 101) / 100 for r in responses]
 
-    base = StarsConfig(horizon=4, max_new_tokens=16, max_rejections=6, max_adaptive_candidates=8,
-                       target_reward=0.8, alpha=1.0)
-    calls = [("the first prompt", base.updated(seed=1, num_candidates=2)),
-             ("third", base.updated(seed=9, acceptance="hard")),
-             ("and a fourth one here", base.updated(seed=4, calibration_quantile=0.9))]
+    base = StarsConfig(
+        horizon=4, max_new_tokens=16, max_rejections=6, max_adaptive_candidates=8, target_reward=0.8, alpha=1.0
+    )
+    calls = [
+        ("the first prompt", base.updated(seed=1, num_candidates=2)),
+        ("third", base.updated(seed=9, acceptance="hard")),
+        ("and a fourth one here", base.updated(seed=4, calibration_quantile=0.9)),
+    ]
     expected = [runtime.generate([p], c, reward=text_reward)[0] for p, c in calls]
     assert max(sizes) > 2  # some request widened
     merged: list = [None] * len(calls)

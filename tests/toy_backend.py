@@ -45,7 +45,7 @@ class ToyBatch:
 
     def rollback(self, rows, out) -> None:
         for r in rows:
-            del self.seqs[r][out.restore[r]:]
+            del self.seqs[r][out.restore[r] :]
 
     def select_rows(self, source) -> None:
         self.seqs = [list(self.seqs[i]) for i in source]

@@ -27,10 +27,16 @@ class StarsSettings(_ConfigFields):
         extra="forbid", populate_by_name=True, protected_namespaces=(), arbitrary_types_allowed=True
     )
 
-    model_name: str | None = Field(None, validation_alias=AliasChoices("model_name", "policy", "model"),
-                                   description="Policy: hub id, folder or .gguf file; None: the embedded one.")
-    reward: Any = Field(None, description="Reward: a built-in name (stars_plugins.available_rewards()), a "
-                        "classifier folder or hub id, a RewardModel, or a function (prompts, responses) -> scores.")
+    model_name: str | None = Field(
+        None,
+        validation_alias=AliasChoices("model_name", "policy", "model"),
+        description="Policy: hub id, folder or .gguf file; None: the embedded one.",
+    )
+    reward: Any = Field(
+        None,
+        description="Reward: a built-in name (stars_plugins.available_rewards()), a "
+        "classifier folder or hub id, a RewardModel, or a function (prompts, responses) -> scores.",
+    )
     policy_tokenizer: str | None = Field(None, description="Tokenizer (hub id, folder, .gguf) of a served policy.")
     dtype: str = Field("auto", description="Policy dtype: auto, float32, float16 or bfloat16.")
     device: str | None = Field(None, description="Policy device, e.g. 'cpu' or 'cuda:0'. None: GPU if any.")
@@ -50,8 +56,9 @@ class StarsSettings(_ConfigFields):
     @property
     def runtime(self) -> StarsRuntime:
         """The `StarsRuntime` this chain runs on, loaded on first use from the process-wide caches."""
-        return self._slot.get(self.model_name, self.reward, dtype=self.dtype, device=self.device,
-                              policy_tokenizer=self.policy_tokenizer)
+        return self._slot.get(
+            self.model_name, self.reward, dtype=self.dtype, device=self.device, policy_tokenizer=self.policy_tokenizer
+        )
 
     def stars_config(self, **overrides: Any) -> StarsConfig:
         """The validated `StarsConfig` of a call with these per-call overrides."""
@@ -73,8 +80,9 @@ class StarsSettings(_ConfigFields):
             return self._output([last.result], call)
         return self._output(call.generate(prompts), call)
 
-    async def _agenerate(self, inputs: Any, stop: list[str] | None = None, run_manager: Any = None,
-                         **kwargs: Any) -> Any:
+    async def _agenerate(
+        self, inputs: Any, stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> Any:
         call, prompts = await calls.off_loop(self.prepare_call, stop, kwargs), self._prompts(inputs)
         if self.streaming and len(prompts) == 1:
             pairs = [pair async for pair in self._achunks(call.astream(prompts[0]), call, run_manager)]
@@ -86,8 +94,7 @@ class StarsSettings(_ConfigFields):
         for _delta, chunk in self._chunks(call.stream(self._prompt(input)), call, run_manager):
             yield chunk
 
-    async def _astream(self, input: Any, stop: list[str] | None = None, run_manager: Any = None,
-                       **kwargs: Any) -> Any:
+    async def _astream(self, input: Any, stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any) -> Any:
         call = await calls.off_loop(self.prepare_call, stop, kwargs)
         async for _delta, chunk in self._achunks(call.astream(self._prompt(input)), call, run_manager):
             yield chunk

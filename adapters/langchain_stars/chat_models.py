@@ -85,15 +85,22 @@ class ChatStars(StarsSettings, BaseChatModel):
     def _chunk(self, delta: calls.Delta, call: calls.Call) -> ChatGenerationChunk:
         if delta.result is None:
             return ChatGenerationChunk(message=AIMessageChunk(content=delta.text))
-        message = AIMessageChunk(content=delta.text, usage_metadata=_usage(delta.result),
-                                 response_metadata=_names(call), chunk_position="last")
+        message = AIMessageChunk(
+            content=delta.text,
+            usage_metadata=_usage(delta.result),
+            response_metadata=_names(call),
+            chunk_position="last",
+        )
         return ChatGenerationChunk(message=message, generation_info=calls.result_facts(delta.result))
 
 
 def _usage(result: GenerationResult) -> UsageMetadata:
     usage = calls.token_usage([result])
-    return UsageMetadata(input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"],
-                         total_tokens=usage["total_tokens"])
+    return UsageMetadata(
+        input_tokens=usage["prompt_tokens"],
+        output_tokens=usage["completion_tokens"],
+        total_tokens=usage["total_tokens"],
+    )
 
 
 def _names(call: calls.Call) -> dict[str, Any]:

@@ -25,15 +25,17 @@ class StarsLLM(StarsSettings, BaseLLM):
     def _llm_type(self) -> str:
         return "stars"
 
-    def generate(self, prompts: list[str], stop: list[str] | None = None, callbacks: Any = None,
-                 **kwargs: Any) -> LLMResult:
+    def generate(
+        self, prompts: list[str], stop: list[str] | None = None, callbacks: Any = None, **kwargs: Any
+    ) -> LLMResult:
         """`BaseLLM.generate`, with per-call settings moved into the fields of a copy: BaseLLM keys
         its cache on the fields (`_identifying_params`) and the stop words, not on call kwargs."""
         llm, rest = self._with_call_settings(kwargs)
         return super(StarsLLM, llm).generate(prompts, stop, callbacks, **rest)
 
-    async def agenerate(self, prompts: list[str], stop: list[str] | None = None, callbacks: Any = None,
-                        **kwargs: Any) -> LLMResult:
+    async def agenerate(
+        self, prompts: list[str], stop: list[str] | None = None, callbacks: Any = None, **kwargs: Any
+    ) -> LLMResult:
         llm, rest = self._with_call_settings(kwargs)
         return await super(StarsLLM, llm).agenerate(prompts, stop, callbacks, **rest)
 
@@ -45,14 +47,16 @@ class StarsLLM(StarsSettings, BaseLLM):
         llm = type(self)(**{**fields, **self.config_settings(), **calls.canonical(settings)})
         return llm, {name: value for name, value in kwargs.items() if name not in settings}
 
-    def batch(self, inputs: list[Any], config: Any = None, *, return_exceptions: bool = False,
-              **kwargs: Any) -> list[str]:
+    def batch(
+        self, inputs: list[Any], config: Any = None, *, return_exceptions: bool = False, **kwargs: Any
+    ) -> list[str]:
         if return_exceptions:  # one request per input: a failing prompt fails only its own entry
             return Runnable.batch(self, inputs, config, return_exceptions=True, **kwargs)
         return super().batch(inputs, config, **kwargs)
 
-    async def abatch(self, inputs: list[Any], config: Any = None, *, return_exceptions: bool = False,
-                     **kwargs: Any) -> list[str]:
+    async def abatch(
+        self, inputs: list[Any], config: Any = None, *, return_exceptions: bool = False, **kwargs: Any
+    ) -> list[str]:
         if return_exceptions:
             return await Runnable.abatch(self, inputs, config, return_exceptions=True, **kwargs)
         return await super().abatch(inputs, config, **kwargs)

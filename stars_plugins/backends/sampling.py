@@ -152,8 +152,9 @@ class BatchSampler:
         """Settings are known on the host, so every branch below is decided here, not per step."""
         rows = self.rows
         self.key = stream_key(self.seed, self.stream)
-        self.temperature = torch.tensor([r.temperature if r.temperature > 0 else 1.0 for r in rows],
-                                        dtype=torch.float32, device=self.device)
+        self.temperature = torch.tensor(
+            [r.temperature if r.temperature > 0 else 1.0 for r in rows], dtype=torch.float32, device=self.device
+        )
         self.greedy = torch.tensor([r.temperature <= 0 for r in rows], dtype=torch.bool, device=self.device)
         self.all_greedy = all(r.temperature <= 0 for r in rows)
         sampled = [i for i, r in enumerate(rows) if r.temperature > 0]
@@ -166,8 +167,7 @@ class BatchSampler:
         p_rows = [i for i in sampled if rows[i].top_k <= 0 and rows[i].top_p < 1]
         full_rows = [i for i in sampled if rows[i].top_k <= 0 and rows[i].top_p >= 1]
         self.k_max = max((rows[i].top_k for i in k_rows), default=0)
-        self.k_rows, self.p_rows, self.full_rows = (self._subset(k_rows), self._subset(p_rows),
-                                                    self._subset(full_rows))
+        self.k_rows, self.p_rows, self.full_rows = (self._subset(k_rows), self._subset(p_rows), self._subset(full_rows))
         self._top_k = self._longs([rows[i].top_k for i in k_rows])
         self._top_p_k = torch.tensor([rows[i].top_p for i in k_rows], dtype=torch.float32, device=self.device)
         self._top_p_p = torch.tensor([rows[i].top_p for i in p_rows], dtype=torch.float32, device=self.device)
@@ -190,8 +190,9 @@ class BatchSampler:
             tokens = self._put(tokens, self.full_rows, _inverse_cdf(probs, self._take(u, self.full_rows)))
         if self.k_rows is not None:  # a partial top-k: the k largest, sorted
             values, indices = self._take(scaled, self.k_rows).topk(min(self.k_max, scaled.shape[-1]), dim=-1)
-            picked = _sample_top_k(values, indices, self._take(u, self.k_rows), self._top_k, self._top_p_k,
-                                   self._any_top_p_k)
+            picked = _sample_top_k(
+                values, indices, self._take(u, self.k_rows), self._top_k, self._top_p_k, self._any_top_p_k
+            )
             tokens = self._put(tokens, self.k_rows, picked)
         if self.p_rows is not None:  # top-p without top-k: select the nucleus without sorting
             probs = torch.softmax(self._take(scaled, self.p_rows), dim=-1)
@@ -260,8 +261,14 @@ def _mass_above(per_bin: torch.Tensor) -> torch.Tensor:
     return per_bin.flip(-1).cumsum(-1).flip(-1) - per_bin
 
 
-def _sample_top_k(values: torch.Tensor, indices: torch.Tensor, u: torch.Tensor, top_k: torch.Tensor,
-                  top_p: torch.Tensor, any_top_p: bool) -> torch.Tensor:
+def _sample_top_k(
+    values: torch.Tensor,
+    indices: torch.Tensor,
+    u: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    any_top_p: bool,
+) -> torch.Tensor:
     """Sample from the k largest logits (sorted, largest first), keeping each row's first `top_k`
     and, within those, the nucleus: every token whose higher-ranked mass is at most `top_p`."""
     width = values.shape[-1]

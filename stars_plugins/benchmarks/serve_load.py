@@ -31,14 +31,25 @@ RSS_TOLERANCE = 0.10  # "back to baseline": within 10 % of the RSS after the fir
 
 def add_bench_serve_arguments(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("bench --serve (load test of `stars serve` on loopback)")
-    group.add_argument("--serve", action="store_true",
-                       help="start `stars serve` on 127.0.0.1 and load it with concurrent streaming clients")
+    group.add_argument(
+        "--serve",
+        action="store_true",
+        help="start `stars serve` on 127.0.0.1 and load it with concurrent streaming clients",
+    )
     group.add_argument("--clients", type=int, default=32, help="with --serve: concurrent streaming clients")
     group.add_argument("--requests-per-client", type=int, default=4, help="with --serve: requests per client")
-    group.add_argument("--disconnect-fraction", type=float, default=0.25,
-                       help="with --serve: share of clients that hang up mid-stream in the last phase")
-    group.add_argument("--sequential-requests", type=int, default=None,
-                       help="with --serve: how many of the requests the sequential baseline sends (default: all)")
+    group.add_argument(
+        "--disconnect-fraction",
+        type=float,
+        default=0.25,
+        help="with --serve: share of clients that hang up mid-stream in the last phase",
+    )
+    group.add_argument(
+        "--sequential-requests",
+        type=int,
+        default=None,
+        help="with --serve: how many of the requests the sequential baseline sends (default: all)",
+    )
 
 
 @dataclass
@@ -135,8 +146,12 @@ async def stream_request(client: Any, body: dict[str, Any], *, hang_up: bool = F
 
 def request_body(prompt: str, seed: int, max_tokens: int) -> dict[str, Any]:
     return {
-        "model": "stars", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-        "seed": seed, "stream": True, "stream_options": {"include_usage": True},
+        "model": "stars",
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
 
 
@@ -182,8 +197,17 @@ def rss_mib(pid: int) -> float:
 
 
 def start_server(extra_args: list[str], log_path: Path, port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "stars_plugins.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-               *extra_args]
+    command = [
+        sys.executable,
+        "-m",
+        "stars_plugins.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *extra_args,
+    ]
     log = log_path.open("wb")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -229,11 +253,25 @@ def stop_server(process: subprocess.Popen[bytes], grace: float) -> int | None:
 
 # ---------------------------------------------------------------------------- the command
 def _server_args(args: argparse.Namespace) -> list[str]:
-    extra = ["--horizon", str(args.horizon), "--candidates", str(args.candidates),
-             "--max-new-tokens", str(args.max_new_tokens), "--max-rejections", str(args.max_rejections),
-             "--temperature", str(args.temperature), "--no-access-log", "--graceful-shutdown", "30",
-             "--max-concurrent-requests", str(max(64, args.clients)),
-             "--max-queued-requests", str(max(256, args.clients * 2))]
+    extra = [
+        "--horizon",
+        str(args.horizon),
+        "--candidates",
+        str(args.candidates),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--max-rejections",
+        str(args.max_rejections),
+        "--temperature",
+        str(args.temperature),
+        "--no-access-log",
+        "--graceful-shutdown",
+        "30",
+        "--max-concurrent-requests",
+        str(max(64, args.clients)),
+        "--max-queued-requests",
+        str(max(256, args.clients * 2)),
+    ]
     for option in ("policy", "reward", "device"):
         if getattr(args, option, None):
             extra += [f"--{option}", getattr(args, option)]
@@ -247,8 +285,15 @@ def bench_serve_command(args: argparse.Namespace) -> int:
 
     prompts = (load_prompt_file(args.prompts) if args.prompts else builtin_prompts())[: args.num_prompts]
     clients, per_client = args.clients, args.requests_per_client
-    bodies = [[request_body(prompts[(c * per_client + r) % len(prompts)], seed=c * per_client + r,
-                            max_tokens=args.max_new_tokens) for r in range(per_client)] for c in range(clients)]
+    bodies = [
+        [
+            request_body(
+                prompts[(c * per_client + r) % len(prompts)], seed=c * per_client + r, max_tokens=args.max_new_tokens
+            )
+            for r in range(per_client)
+        ]
+        for c in range(clients)
+    ]
     flat = [body for client in bodies for body in client]
     sequential = flat[: args.sequential_requests or len(flat)]
     hang_up = set(range(round(clients * args.disconnect_fraction)))
@@ -260,9 +305,14 @@ def bench_serve_command(args: argparse.Namespace) -> int:
     log_path = output.with_suffix(".server.log")
     print(f"starting stars serve on {base_url} (log: {log_path})", file=sys.stderr)
     process = start_server(_server_args(args), log_path, port)
-    report: dict[str, Any] = {"command": "stars " + " ".join(sys.argv[1:]), "clients": clients,
-                              "requests_per_client": per_client, "max_tokens": args.max_new_tokens,
-                              "horizon": args.horizon, "num_candidates": args.candidates}
+    report: dict[str, Any] = {
+        "command": "stars " + " ".join(sys.argv[1:]),
+        "clients": clients,
+        "requests_per_client": per_client,
+        "max_tokens": args.max_new_tokens,
+        "horizon": args.horizon,
+        "num_candidates": args.candidates,
+    }
     try:
         wait_healthy(base_url, process)
         asyncio.run(run_sequential(base_url, flat[:2]))  # warm-up: first round, reward model
@@ -292,13 +342,20 @@ def bench_serve_command(args: argparse.Namespace) -> int:
         exit_code = stop_server(process, grace=30)
 
     summaries = [p.summary() for p in phases]
-    ratio = summaries[0]["tokens_per_second"] / summaries[1]["tokens_per_second"] if summaries[1][
-        "tokens_per_second"] else float("nan")
+    ratio = (
+        summaries[0]["tokens_per_second"] / summaries[1]["tokens_per_second"]
+        if summaries[1]["tokens_per_second"]
+        else float("nan")
+    )
     rss_growth = (rss["after_disconnects_idle"] - rss["after_concurrent"]) / rss["after_concurrent"]
     report.update(
-        phases=summaries, throughput_ratio=round(ratio, 2), rss_mib=rss,
-        rss_back_to_baseline=rss_growth <= RSS_TOLERANCE, rss_growth=round(rss_growth, 3),
-        server_request_counts=health.get("requests", {}), sigterm_exit_code=exit_code,
+        phases=summaries,
+        throughput_ratio=round(ratio, 2),
+        rss_mib=rss,
+        rss_back_to_baseline=rss_growth <= RSS_TOLERANCE,
+        rss_growth=round(rss_growth, 3),
+        server_request_counts=health.get("requests", {}),
+        sigterm_exit_code=exit_code,
     )
     output.write_text(json.dumps(report, indent=2))
     print(serve_table(report))
@@ -308,8 +365,10 @@ def bench_serve_command(args: argparse.Namespace) -> int:
 
 
 def serve_table(report: dict[str, Any]) -> str:
-    head = ("| phase | requests | hung up | errors | complete | accepted tokens | wall s | tokens/s "
-            "| latency p50 / p95 / max s | first text p50 / p95 s |")
+    head = (
+        "| phase | requests | hung up | errors | complete | accepted tokens | wall s | tokens/s "
+        "| latency p50 / p95 / max s | first text p50 / p95 s |"
+    )
     lines = [head, "|" + "---|" * 10]
     for s in report["phases"]:
         lines.append(

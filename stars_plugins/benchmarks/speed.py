@@ -34,17 +34,26 @@ def embedded_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(source.location, **source.pretrained_kwargs())
 
 
-def tiny_llama_policy(tokenizer: Any, device: str | torch.device, *, vocab_size: int | None = None,
-                      seed: int = 0) -> Any:
+def tiny_llama_policy(
+    tokenizer: Any, device: str | torch.device, *, vocab_size: int | None = None, seed: int = 0
+) -> Any:
     """A 2-layer, 64-wide Llama over the tokenizer's vocabulary (or `vocab_size`), random weights."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from stars_plugins.backends.hf.policy import HFPolicy
 
-    config = LlamaConfig(vocab_size=vocab_size or len(tokenizer), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=vocab_size or len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(device).requires_grad_(False)
     return HFPolicy(model, tokenizer, name="tiny-llama (random, from a config)")
@@ -55,21 +64,30 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _generate_tokens(policy: Any, prepared: Sequence[Any], top_k: int, top_p: float, max_new_tokens: int,
-                     seed: int) -> tuple[int, float]:
+def _generate_tokens(
+    policy: Any, prepared: Sequence[Any], top_k: int, top_p: float, max_new_tokens: int, seed: int
+) -> tuple[int, float]:
     """transformers' `generate` on the same left-padded batch: (tokens up to EOS, seconds)."""
     ids, mask = left_padded([p.token_ids for p in prepared], policy.pad_token_id)
     ids, mask = ids.to(policy.device), mask.to(policy.device)
     torch.manual_seed(seed)
     _sync(policy.device)
     start = time.perf_counter()
-    out = policy.model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_k=top_k,
-                                top_p=top_p, max_new_tokens=max_new_tokens, pad_token_id=policy.pad_token_id)
+    out = policy.model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        do_sample=True,
+        temperature=1.0,
+        top_k=top_k,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=policy.pad_token_id,
+    )
     _sync(policy.device)
     seconds = time.perf_counter() - start
     tokens = 0
     eos = set(policy.eos_token_ids)
-    for row in out[:, ids.shape[1]:].tolist():
+    for row in out[:, ids.shape[1] :].tolist():
         for token in row:
             tokens += 1
             if token in eos:
@@ -77,10 +95,18 @@ def _generate_tokens(policy: Any, prepared: Sequence[Any], top_k: int, top_p: fl
     return tokens, seconds
 
 
-def run_overhead(batch_sizes: Sequence[int] = (32, 64), *, max_new_tokens: int = 128, horizon: int = 16,
-                 device: str | torch.device | None = None, sampling: Sequence[tuple[int, float]] = OVERHEAD_SAMPLING,
-                 tokenizer: Any = None, vocab_size: int | None = None, apply_chat_template: bool = True,
-                 progress: bool = True) -> dict[str, Any]:
+def run_overhead(
+    batch_sizes: Sequence[int] = (32, 64),
+    *,
+    max_new_tokens: int = 128,
+    horizon: int = 16,
+    device: str | torch.device | None = None,
+    sampling: Sequence[tuple[int, float]] = OVERHEAD_SAMPLING,
+    tokenizer: Any = None,
+    vocab_size: int | None = None,
+    apply_chat_template: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
     """STARS vs `generate` tokens/s for every (batch size, top_k, top_p), measured alternately.
     The tokenizer defaults to the embedded policy's (its vocabulary sizes the model)."""
     from tqdm.auto import tqdm
@@ -91,12 +117,21 @@ def run_overhead(batch_sizes: Sequence[int] = (32, 64), *, max_new_tokens: int =
     from stars_plugins.runtime import StarsRuntime
 
     target = resolve_device(device)
-    policy = tiny_llama_policy(tokenizer if tokenizer is not None else embedded_tokenizer(), target,
-                               vocab_size=vocab_size)
+    policy = tiny_llama_policy(
+        tokenizer if tokenizer is not None else embedded_tokenizer(), target, vocab_size=vocab_size
+    )
     runtime = StarsRuntime(policy, CallableReward(_accept_all, name="accept-all"))
     prompts = builtin_prompts()
-    base = StarsConfig(strategy="stars", horizon=horizon, max_new_tokens=max_new_tokens, temperature=1.0,
-                       target_reward=0.0, acceptance="hard", seed=0, apply_chat_template=apply_chat_template)
+    base = StarsConfig(
+        strategy="stars",
+        horizon=horizon,
+        max_new_tokens=max_new_tokens,
+        temperature=1.0,
+        target_reward=0.0,
+        acceptance="hard",
+        seed=0,
+        apply_chat_template=apply_chat_template,
+    )
     runtime.generate(prompts[:2], base.updated(max_new_tokens=4))  # warm-up
     rows = []
     cells = [(b, k, p) for b in batch_sizes for k, p in sampling]
@@ -114,22 +149,42 @@ def run_overhead(batch_sizes: Sequence[int] = (32, 64), *, max_new_tokens: int =
             stars_seconds = time.perf_counter() - start
             stars_tokens = sum(r.stats.sampled_tokens for r in results)
             stars_rate, gen_rate = stars_tokens / stars_seconds, gen_tokens / gen_seconds
-            rows.append({"batch": batch, "top_k": top_k, "top_p": top_p,
-                         "stars_tokens": stars_tokens, "stars_seconds": round(stars_seconds, 3),
-                         "stars_tokens_per_second": round(stars_rate, 1),
-                         "generate_tokens": gen_tokens, "generate_seconds": round(gen_seconds, 3),
-                         "generate_tokens_per_second": round(gen_rate, 1),
-                         "ratio": round(stars_rate / gen_rate, 3)})
-    return {"device": _device_name(target), "model": policy.name, "vocab": policy.model.config.vocab_size,
-            "max_new_tokens": max_new_tokens, "horizon": horizon, "rows": rows,
-            "min_ratio": min(r["ratio"] for r in rows), "table": overhead_table(rows)}
+            rows.append(
+                {
+                    "batch": batch,
+                    "top_k": top_k,
+                    "top_p": top_p,
+                    "stars_tokens": stars_tokens,
+                    "stars_seconds": round(stars_seconds, 3),
+                    "stars_tokens_per_second": round(stars_rate, 1),
+                    "generate_tokens": gen_tokens,
+                    "generate_seconds": round(gen_seconds, 3),
+                    "generate_tokens_per_second": round(gen_rate, 1),
+                    "ratio": round(stars_rate / gen_rate, 3),
+                }
+            )
+    return {
+        "device": _device_name(target),
+        "model": policy.name,
+        "vocab": policy.model.config.vocab_size,
+        "max_new_tokens": max_new_tokens,
+        "horizon": horizon,
+        "rows": rows,
+        "min_ratio": min(r["ratio"] for r in rows),
+        "table": overhead_table(rows),
+    }
 
 
 def overhead_table(rows: Sequence[dict[str, Any]]) -> str:
-    lines = ["| batch | top_k | top_p | STARS tok/s | generate tok/s | STARS / generate |",
-             "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['batch']} | {r['top_k']} | {r['top_p']} | {r['stars_tokens_per_second']:.1f} "
-              f"| {r['generate_tokens_per_second']:.1f} | {r['ratio']:.2f} |" for r in rows]
+    lines = [
+        "| batch | top_k | top_p | STARS tok/s | generate tok/s | STARS / generate |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['batch']} | {r['top_k']} | {r['top_p']} | {r['stars_tokens_per_second']:.1f} "
+        f"| {r['generate_tokens_per_second']:.1f} | {r['ratio']:.2f} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -152,8 +207,16 @@ def _long_texts() -> list[str]:
         return [row["text"] for _, row in read_jsonl(file, what="bench data")]
 
 
-def reward_cache_schedule(tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int, horizon: int,
-                          candidates: int, reject: float, seed: int) -> list[list[tuple[int, str]]]:
+def reward_cache_schedule(
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    horizon: int,
+    candidates: int,
+    reject: float,
+    seed: int,
+) -> list[list[tuple[int, str]]]:
     """Rounds of (request, candidate text) as STARS produces them: each round every unfinished
     request extends its accepted tokens by `horizon` policy tokens per candidate (decoded as a
     whole, as the decoding loop does); with probability `reject` all its candidates are rejected,
@@ -186,9 +249,17 @@ def reward_cache_schedule(tokenizer: Any, prompts: Sequence[str], *, max_new_tok
     return rounds
 
 
-def run_reward_cache(*, batch: int = 16, max_new_tokens: int = 256, horizon: int = 16, candidates: int = 1,
-                     reject: float = 0.3, seed: int = 0, device: str | torch.device | None = None,
-                     progress: bool = True) -> dict[str, Any]:
+def run_reward_cache(
+    *,
+    batch: int = 16,
+    max_new_tokens: int = 256,
+    horizon: int = 16,
+    candidates: int = 1,
+    reject: float = 0.3,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """The reward phase of STARS rounds with and without the prefix cache, call by call alternately,
     on a causal reward model built from the embedded SmolLM2 weights with a fresh score head."""
     from stars_plugins.benchmarks.strategies import builtin_prompts
@@ -202,15 +273,35 @@ def run_reward_cache(*, batch: int = 16, max_new_tokens: int = 256, horizon: int
     if not isinstance(reward, CausalLMReward):
         raise TypeError(f"expected the embedded model to load as a causal reward model, got {reward!r}")
     prompts = [builtin_prompts()[i % len(builtin_prompts())] for i in range(batch)]
-    rounds = reward_cache_schedule(reward.tokenizer, prompts, max_new_tokens=max_new_tokens, horizon=horizon,
-                                   candidates=candidates, reject=reject, seed=seed)
+    rounds = reward_cache_schedule(
+        reward.tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        horizon=horizon,
+        candidates=candidates,
+        reject=reject,
+        seed=seed,
+    )
     report = time_reward_phase(reward, prompts, rounds, target, progress=progress)
-    return {"reward_model": reward.name + " + fresh score head", "batch": batch, "max_new_tokens": max_new_tokens,
-            "horizon": horizon, "candidates": candidates, "reject_probability": reject, **report}
+    return {
+        "reward_model": reward.name + " + fresh score head",
+        "batch": batch,
+        "max_new_tokens": max_new_tokens,
+        "horizon": horizon,
+        "candidates": candidates,
+        "reject_probability": reject,
+        **report,
+    }
 
 
-def time_reward_phase(reward: Any, prompts: Sequence[str], rounds: Sequence[Sequence[tuple[int, str]]],
-                      device: torch.device, *, progress: bool = True) -> dict[str, Any]:
+def time_reward_phase(
+    reward: Any,
+    prompts: Sequence[str],
+    rounds: Sequence[Sequence[tuple[int, str]]],
+    device: torch.device,
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Replay R(prompt, "") and then `rounds` through `reward.score` (uncached) and
     `reward.score_keyed` (prefix cache), call by call alternately; time both, count tokens."""
     from tqdm.auto import tqdm
@@ -240,15 +331,23 @@ def time_reward_phase(reward: Any, prompts: Sequence[str], rounds: Sequence[Sequ
     pairs = [len(call) for call in calls]
     summary = reward_cache_summary(timing, tokens, pairs)
     ratio = summary["cached"]["reward_seconds"] / summary["uncached"]["reward_seconds"]
-    return {"device": _device_name(device), "dtype": str(reward.model.dtype), "rounds": len(rounds), **summary,
-            "time_ratio_cached_vs_uncached": round(ratio, 3), "max_abs_score_difference": worst,
-            "pairs_per_call": pairs, "tokens_per_call": tokens,
-            "seconds_per_call": {m: [round(t, 4) for t in v] for m, v in timing.items()},
-            "table": reward_cache_table(summary, ratio)}
+    return {
+        "device": _device_name(device),
+        "dtype": str(reward.model.dtype),
+        "rounds": len(rounds),
+        **summary,
+        "time_ratio_cached_vs_uncached": round(ratio, 3),
+        "max_abs_score_difference": worst,
+        "pairs_per_call": pairs,
+        "tokens_per_call": tokens,
+        "seconds_per_call": {m: [round(t, 4) for t in v] for m, v in timing.items()},
+        "table": reward_cache_table(summary, ratio),
+    }
 
 
-def reward_cache_summary(timing: dict[str, list[float]], tokens: dict[str, list[int]],
-                         pairs: Sequence[int]) -> dict[str, dict[str, Any]]:
+def reward_cache_summary(
+    timing: dict[str, list[float]], tokens: dict[str, list[int]], pairs: Sequence[int]
+) -> dict[str, dict[str, Any]]:
     """Totals per mode, and reward-model tokens per scored pair early and late in the responses
     (the first and last quarter of the rounds after the R(prompt, "") call)."""
     rounds = len(pairs) - 1
@@ -258,18 +357,28 @@ def reward_cache_summary(timing: dict[str, list[float]], tokens: dict[str, list[
     def per_pair(mode: str, calls: range) -> float:
         return sum(tokens[mode][i] for i in calls) / sum(pairs[i] for i in calls)
 
-    return {mode: {"reward_seconds": round(sum(timing[mode]), 3), "reward_tokens": sum(tokens[mode]),
-                   "tokens_per_pair_first_quarter": round(per_pair(mode, early), 1),
-                   "tokens_per_pair_last_quarter": round(per_pair(mode, late), 1)}
-            for mode in timing}
+    return {
+        mode: {
+            "reward_seconds": round(sum(timing[mode]), 3),
+            "reward_tokens": sum(tokens[mode]),
+            "tokens_per_pair_first_quarter": round(per_pair(mode, early), 1),
+            "tokens_per_pair_last_quarter": round(per_pair(mode, late), 1),
+        }
+        for mode in timing
+    }
 
 
 def reward_cache_table(summary: dict[str, dict[str, Any]], ratio: float) -> str:
-    lines = ["| reward phase | seconds | reward-model tokens | tokens per candidate, first quarter of rounds "
-             "| tokens per candidate, last quarter |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| reward phase | seconds | reward-model tokens | tokens per candidate, first quarter of rounds "
+        "| tokens per candidate, last quarter |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for mode, s in summary.items():
-        lines.append(f"| {mode} | {s['reward_seconds']:.1f} | {s['reward_tokens']} "
-                     f"| {s['tokens_per_pair_first_quarter']:.0f} | {s['tokens_per_pair_last_quarter']:.0f} |")
+        lines.append(
+            f"| {mode} | {s['reward_seconds']:.1f} | {s['reward_tokens']} "
+            f"| {s['tokens_per_pair_first_quarter']:.0f} | {s['tokens_per_pair_last_quarter']:.0f} |"
+        )
     lines.append(f"\ncached / uncached reward time: {ratio:.3f}")
     return "\n".join(lines)
 
@@ -283,15 +392,26 @@ def run_speed_bench(args: Any) -> int:
     sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else None
     reports = {}
     if args.overhead:
-        reports["overhead"] = run_overhead(sizes or (32, 64), max_new_tokens=args.max_new_tokens,
-                                           horizon=args.horizon, device=args.device, progress=not args.no_progress)
+        reports["overhead"] = run_overhead(
+            sizes or (32, 64),
+            max_new_tokens=args.max_new_tokens,
+            horizon=args.horizon,
+            device=args.device,
+            progress=not args.no_progress,
+        )
         print(reports["overhead"]["table"])
         overhead = reports["overhead"]
         print(f"\nslowest STARS / generate ratio: {overhead['min_ratio']}  ({overhead['device']})")
     if args.reward_cache:
         reports["reward_cache"] = run_reward_cache(
-            batch=(sizes or [16])[0], max_new_tokens=args.max_new_tokens, horizon=args.horizon,
-            candidates=args.candidates, seed=args.seed or 0, device=args.device, progress=not args.no_progress)
+            batch=(sizes or [16])[0],
+            max_new_tokens=args.max_new_tokens,
+            horizon=args.horizon,
+            candidates=args.candidates,
+            seed=args.seed or 0,
+            device=args.device,
+            progress=not args.no_progress,
+        )
         print(reports["reward_cache"]["table"])
     for name, report in reports.items():
         output = Path(args.output).with_name(f"{name}.json")

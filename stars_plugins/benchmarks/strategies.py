@@ -191,8 +191,9 @@ def run_bench(
 
 
 # ---------------------------------------------------------------------------- the reward model alone
-def run_reward_bench(reward: Any, prompts: Sequence[str], *, batch_size: int = 64, repeats: int = 5,
-                     response: str | None = None) -> dict[str, Any]:
+def run_reward_bench(
+    reward: Any, prompts: Sequence[str], *, batch_size: int = 64, repeats: int = 5, response: str | None = None
+) -> dict[str, Any]:
     """Time `reward.score` on `batch_size` (prompt, response) pairs, after one warm-up call.
 
     The median of `repeats` calls is reported: machine load moves single calls a lot."""
@@ -284,8 +285,10 @@ def run_concurrent(
         "policy": runtime.model_name,
         "reward": runtime.reward.name,
         "callers": callers,
-        "configs": [c.model_dump(include={"strategy", "horizon", "num_candidates", "max_new_tokens", "temperature"})
-                    for c in configs],
+        "configs": [
+            c.model_dump(include={"strategy", "horizon", "num_candidates", "max_new_tokens", "temperature"})
+            for c in configs
+        ],
         "sequential": _mode_summary(sequential, seq_latencies, seq_wall),
         "concurrent": _mode_summary(done, latencies, conc_wall),
     }
@@ -296,12 +299,16 @@ def run_concurrent(
 
 
 def concurrent_table(report: dict[str, Any]) -> str:
-    rows = ["| mode | requests | accepted tok/s | p50 latency s | p95 latency s | wall s | rejections "
-            "| rounds of the longest request | mean final reward |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| mode | requests | accepted tok/s | p50 latency s | p95 latency s | wall s | rejections "
+        "| rounds of the longest request | mean final reward |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for mode in ("sequential", "concurrent"):
         m = report[mode]
-        rows.append(f"| {mode} | {m['requests']} | {m['tokens_per_second']:.1f} | {m['latency_p50']:.2f} "
-                    f"| {m['latency_p95']:.2f} | {m['wall_seconds']:.1f} | {m['rejections']} | {m['rounds_max']} "
-                    f"| {m['mean_reward']} |")
+        rows.append(
+            f"| {mode} | {m['requests']} | {m['tokens_per_second']:.1f} | {m['latency_p50']:.2f} "
+            f"| {m['latency_p95']:.2f} | {m['wall_seconds']:.1f} | {m['rejections']} | {m['rounds_max']} "
+            f"| {m['mean_reward']} |"
+        )
     return "\n".join(rows)

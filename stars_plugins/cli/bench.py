@@ -44,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrent:
         return _bench_concurrent(args, runtime, prompts, config)
     report = run_bench(
-        runtime, prompts, strategies=strategies, batch_sizes=batch_sizes, config=config,
+        runtime,
+        prompts,
+        strategies=strategies,
+        batch_sizes=batch_sizes,
+        config=config,
         progress=not args.no_progress,
     )
     print(report["table"])
@@ -79,8 +83,10 @@ def _bench_reward(args: argparse.Namespace, prompts: list[str]) -> int:
 
     reward = load_reward(args.reward or "harmless", device=args.device)
     report = run_reward_bench(reward, prompts, batch_size=args.score_batch, repeats=args.score_repeats)
-    print(f"reward {report['reward']}: {report['pairs']} pairs per call, median {report['median_seconds']:.3f} s "
-          f"per call over {report['repeats']} calls, {report['pairs_per_second']:.0f} pairs/s")
+    print(
+        f"reward {report['reward']}: {report['pairs']} pairs per call, median {report['median_seconds']:.3f} s "
+        f"per call over {report['repeats']} calls, {report['pairs_per_second']:.0f} pairs/s"
+    )
     output = Path(args.output if args.output != "bench-results/bench.json" else "bench-results/reward.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))
@@ -90,25 +96,38 @@ def _bench_reward(args: argparse.Namespace, prompts: list[str]) -> int:
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategies", default="vanilla,stars,cards,best_of_n", help="comma-separated")
-    p.add_argument("--batch-sizes", default=None,
-                   help="comma-separated (default 1,16; --overhead: 32,64; --reward-cache: 16)")
+    p.add_argument(
+        "--batch-sizes", default=None, help="comma-separated (default 1,16; --overhead: 32,64; --reward-cache: 16)"
+    )
     p.add_argument("--prompts", default=None, help="prompt file (.txt one per line, or .jsonl with 'prompt')")
     p.add_argument("--num-prompts", type=positive_int, default=16)
     p.add_argument("--output", default="bench-results/bench.json")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--concurrent", action="store_true",
-                   help="callers issuing requests at once (half with --horizon, half with half of it) "
-                        "against the same requests one after another")
+    p.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="callers issuing requests at once (half with --horizon, half with half of it) "
+        "against the same requests one after another",
+    )
     p.add_argument("--callers", type=positive_int, default=16, help="with --concurrent: how many callers")
-    p.add_argument("--score-only", action="store_true",
-                   help="time the reward model alone (--reward, default harmless) on the prompts; no policy")
+    p.add_argument(
+        "--score-only",
+        action="store_true",
+        help="time the reward model alone (--reward, default harmless) on the prompts; no policy",
+    )
     p.add_argument("--score-batch", type=positive_int, default=64, help="with --score-only: pairs per call")
     p.add_argument("--score-repeats", type=positive_int, default=5, help="with --score-only: timed calls")
-    p.add_argument("--overhead", action="store_true",
-                   help="engine overhead: STARS vs transformers generate on a tiny Llama from a config, "
-                        "top_k in {0,40} x top_p in {1,0.9} (batch sizes default to 32,64)")
-    p.add_argument("--reward-cache", action="store_true",
-                   help="reward phase of a causal reward model with and without its prefix cache")
+    p.add_argument(
+        "--overhead",
+        action="store_true",
+        help="engine overhead: STARS vs transformers generate on a tiny Llama from a config, "
+        "top_k in {0,40} x top_p in {1,0.9} (batch sizes default to 32,64)",
+    )
+    p.add_argument(
+        "--reward-cache",
+        action="store_true",
+        help="reward phase of a causal reward model with and without its prefix cache",
+    )
     from stars_plugins.benchmarks.serve_load import add_bench_serve_arguments
 
     add_bench_serve_arguments(p)

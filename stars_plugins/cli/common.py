@@ -10,12 +10,23 @@ from typing import Any
 def model_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("models")
-    group.add_argument("--policy", default=None, help="hub id, folder or .gguf file (default: embedded SmolLM2-135M), "
-                       "or a serving engine's URL (several replicas: comma-separated URLs)")
-    group.add_argument("--policy-tokenizer", default=None,
-                       help="with a server URL: the served model's tokenizer (hub id, folder or .gguf file)")
-    group.add_argument("--engine", default=None, choices=["vllm", "sglang", "llama.cpp"],
-                       help="with a server URL: the engine (default: detected); API key from STARS_ENGINE_API_KEY")
+    group.add_argument(
+        "--policy",
+        default=None,
+        help="hub id, folder or .gguf file (default: embedded SmolLM2-135M), "
+        "or a serving engine's URL (several replicas: comma-separated URLs)",
+    )
+    group.add_argument(
+        "--policy-tokenizer",
+        default=None,
+        help="with a server URL: the served model's tokenizer (hub id, folder or .gguf file)",
+    )
+    group.add_argument(
+        "--engine",
+        default=None,
+        choices=["vllm", "sglang", "llama.cpp"],
+        help="with a server URL: the engine (default: detected); API key from STARS_ENGINE_API_KEY",
+    )
     group.add_argument("--reward", default=None, help="built-in reward name, or a classifier folder / hub id")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     group.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
@@ -47,11 +58,19 @@ def decoding_options(max_new_tokens: int = 128, horizon: int = 16, candidates: i
     group.add_argument("--candidates", "-n", type=int, default=candidates, help="candidates per segment (N)")
     group.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     group.add_argument("--max-rejections", type=int, default=20)
-    group.add_argument("--adaptive-candidates", type=int, default=config_default("max_adaptive_candidates"),
-                       help="max_adaptive_candidates: up to this many candidates while a segment keeps being rejected")
+    group.add_argument(
+        "--adaptive-candidates",
+        type=int,
+        default=config_default("max_adaptive_candidates"),
+        help="max_adaptive_candidates: up to this many candidates while a segment keeps being rejected",
+    )
     group.add_argument("--target-reward", type=float, default=None, help="r_target (default: the reward's own)")
-    group.add_argument("--target-cap-quantile", type=optional_quantile, default=config_default("target_cap_quantile"),
-                       help="cap the target at this quantile of the request's own candidate rewards; 'none': fixed")
+    group.add_argument(
+        "--target-cap-quantile",
+        type=optional_quantile,
+        default=config_default("target_cap_quantile"),
+        help="cap the target at this quantile of the request's own candidate rewards; 'none': fixed",
+    )
     group.add_argument("--temperature", type=float, default=1.0, help="0 decodes greedily")
     group.add_argument("--seed", type=int, default=None)
     return parent
@@ -61,10 +80,16 @@ def config_from_args(args: argparse.Namespace, **extra: Any):
     from stars_plugins.config import StarsConfig
 
     return StarsConfig(
-        horizon=args.horizon, num_candidates=args.candidates, max_new_tokens=args.max_new_tokens,
-        max_rejections=args.max_rejections, target_reward=args.target_reward, temperature=args.temperature,
-        seed=args.seed, max_adaptive_candidates=args.adaptive_candidates,
-        target_cap_quantile=args.target_cap_quantile, **extra,
+        horizon=args.horizon,
+        num_candidates=args.candidates,
+        max_new_tokens=args.max_new_tokens,
+        max_rejections=args.max_rejections,
+        target_reward=args.target_reward,
+        temperature=args.temperature,
+        seed=args.seed,
+        max_adaptive_candidates=args.adaptive_candidates,
+        target_cap_quantile=args.target_cap_quantile,
+        **extra,
     )
 
 
@@ -74,8 +99,14 @@ def runtime_from_args(args: argparse.Namespace, reward: str | None = None):
     policy = args.policy
     if policy and "," in policy and policy.startswith(("http://", "https://")):
         policy = [url.strip() for url in policy.split(",") if url.strip()]
-    return StarsRuntime.from_pretrained(policy, args.reward or reward, device=args.device, dtype=args.dtype,
-                                        policy_tokenizer=args.policy_tokenizer, engine=args.engine)
+    return StarsRuntime.from_pretrained(
+        policy,
+        args.reward or reward,
+        device=args.device,
+        dtype=args.dtype,
+        policy_tokenizer=args.policy_tokenizer,
+        engine=args.engine,
+    )
 
 
 def stats_line(stats: Any) -> str:
@@ -91,8 +122,9 @@ def strategy_list(text: str) -> list[str]:
     strategies = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in strategies if s not in available_strategies()]
     if unknown or not strategies:
-        raise ValueError(f"unknown strategies {', '.join(unknown) or '(none given)'}; "
-                         f"available: {', '.join(available_strategies())}")
+        raise ValueError(
+            f"unknown strategies {', '.join(unknown) or '(none given)'}; available: {', '.join(available_strategies())}"
+        )
     return strategies
 
 

@@ -23,10 +23,12 @@ def run(args: argparse.Namespace) -> int:
     strategies = ("vanilla", "stars")
     configs = {s: config_from_args(args, strategy=s) for s in strategies}
     runtime = runtime_from_args(args)
-    print(f"policy: {runtime.model_name}   reward: {runtime.reward.name}   "
-          f"K={args.horizon} N={args.candidates} max_new_tokens={args.max_new_tokens} seed={args.seed}\n"
-          "Same prompts, same policy: plain sampling, then STARS steering it with the reward. "
-          "[REFUSAL] marks answers the refusal detector of `stars eval` counts as refusals.\n")
+    print(
+        f"policy: {runtime.model_name}   reward: {runtime.reward.name}   "
+        f"K={args.horizon} N={args.candidates} max_new_tokens={args.max_new_tokens} seed={args.seed}\n"
+        "Same prompts, same policy: plain sampling, then STARS steering it with the reward. "
+        "[REFUSAL] marks answers the refusal detector of `stars eval` counts as refusals.\n"
+    )
     texts = [p.prompt for p in prompts]
     rows = {s: runtime.generate(texts, configs[s], raise_errors=False) for s in strategies}
     width = min(100, os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else 100)
@@ -44,18 +46,26 @@ def run(args: argparse.Namespace) -> int:
         results = rows[strategy]
         rewards = [r.reward for r in results if r.reward is not None]
         mean = sum(rewards) / len(rewards) if rewards else float("nan")
-        refused = {kind: sum(is_refusal(r.text) for p, r in zip(prompts, results, strict=True) if p.kind == kind)
-                   for kind in ("harmful", "benign")}
+        refused = {
+            kind: sum(is_refusal(r.text) for p, r in zip(prompts, results, strict=True) if p.kind == kind)
+            for kind in ("harmful", "benign")
+        }
         total = {kind: sum(p.kind == kind for p in prompts) for kind in ("harmful", "benign")}
         sampled = sum(r.stats.sampled_tokens for r in results)
-        print(f"{strategy:7}: mean reward {mean:+.2f}, refused {refused['harmful']}/{total['harmful']} harmful "
-              f"and {refused['benign']}/{total['benign']} benign prompts, {sampled} tokens sampled")
+        print(
+            f"{strategy:7}: mean reward {mean:+.2f}, refused {refused['harmful']}/{total['harmful']} harmful "
+            f"and {refused['benign']}/{total['benign']} benign prompts, {sampled} tokens sampled"
+        )
     print("\nFull comparison with best-of-N and CARDS on 152 prompts: `stars eval` (docs/eval.md).")
     return 0
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prompts", default=None, metavar="FILE.jsonl",
-                   help="prompts with 'kind' (harmful/benign) and 'prompt' (default: the shipped demo set)")
+    p.add_argument(
+        "--prompts",
+        default=None,
+        metavar="FILE.jsonl",
+        help="prompts with 'kind' (harmful/benign) and 'prompt' (default: the shipped demo set)",
+    )
     p.add_argument("--limit", type=positive_int, default=3, metavar="N", help="the first N prompts of each kind")
     p.set_defaults(seed=0)

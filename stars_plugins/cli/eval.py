@@ -26,11 +26,20 @@ def run(args: argparse.Namespace) -> int:
     strategies = strategy_list(args.strategies)
     config = config_from_args(args, alpha=args.alpha, beta=args.beta, system_prompt=args.system_prompt)
     runtime = runtime_from_args(args, reward="harmless")
-    print(f"policy: {runtime.model_name}   reward: {runtime.reward.name}   {len(prompts)} prompts   "
-          f"K={config.horizon} N={config.num_candidates} max_new_tokens={config.max_new_tokens}", file=sys.stderr)
+    print(
+        f"policy: {runtime.model_name}   reward: {runtime.reward.name}   {len(prompts)} prompts   "
+        f"K={config.horizon} N={config.num_candidates} max_new_tokens={config.max_new_tokens}",
+        file=sys.stderr,
+    )
     report = run_eval(
-        runtime, prompts, config, strategies=strategies, batch_size=args.batch_size, best_of_n=args.best_of_n,
-        progress=not args.no_progress, log=lambda line: print(line, file=sys.stderr),
+        runtime,
+        prompts,
+        config,
+        strategies=strategies,
+        batch_size=args.batch_size,
+        best_of_n=args.best_of_n,
+        progress=not args.no_progress,
+        log=lambda line: print(line, file=sys.stderr),
     )
     report["command"] = "stars eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else None
     paths = write_report(report, args.output)
@@ -44,16 +53,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prompts", default=None, metavar="FILE.jsonl",
-                   help="prompt set: JSONL with 'kind' (harmful/benign) and 'prompt' (default: the shipped eval set)")
-    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                   help="only the first N prompts of each kind")
+    p.add_argument(
+        "--prompts",
+        default=None,
+        metavar="FILE.jsonl",
+        help="prompt set: JSONL with 'kind' (harmful/benign) and 'prompt' (default: the shipped eval set)",
+    )
+    p.add_argument(
+        "--limit", type=positive_int, default=None, metavar="N", help="only the first N prompts of each kind"
+    )
     p.add_argument("--strategies", default="vanilla,best_of_n,cards,stars", help="comma-separated")
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the target in the initial threshold")
     p.add_argument("--beta", type=float, default=0.7, help="temperature of soft acceptance")
     p.add_argument("--system-prompt", default=None, help="system message, applied to every strategy alike")
-    p.add_argument("--best-of-n", type=positive_int, default=None, metavar="N",
-                   help="best-of-N's N (default: matched to STARS's measured sampled tokens per request)")
+    p.add_argument(
+        "--best-of-n",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="best-of-N's N (default: matched to STARS's measured sampled tokens per request)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=32, help="prompts per lockstep batch")
     p.add_argument("--output", default="eval-results", metavar="DIR", help="folder for eval.json/.md/.png")
     p.add_argument("--no-progress", action="store_true")

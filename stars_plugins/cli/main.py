@@ -19,10 +19,16 @@ COMMANDS: dict[str, tuple[ModuleType, str, tuple[int, int, int]]] = {
     "generate": (generate, "generate a response to one prompt", (128, 16, 1)),
     "demo": (demo, "plain sampling and STARS side by side on harmful and benign prompts", (64, 16, 4)),
     "bench": (bench, "throughput, reward and cost of strategies x batch sizes", (64, 16, 1)),
-    "eval": (eval, "refusal, over-refusal, reward and speed of every strategy on a harmful/benign prompt set",
-             (128, 16, 1)),
-    "serve": (serve, "an OpenAI-compatible HTTP server (chat/completions, completions, models) over STARS",
-              (128, 16, 1)),
+    "eval": (
+        eval,
+        "refusal, over-refusal, reward and speed of every strategy on a harmful/benign prompt set",
+        (128, 16, 1),
+    ),
+    "serve": (
+        serve,
+        "an OpenAI-compatible HTTP server (chat/completions, completions, models) over STARS",
+        (128, 16, 1),
+    ),
 }
 
 
@@ -31,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text, (max_new, horizon, candidates)) in COMMANDS.items():
         p = sub.add_parser(
-            name, help=help_text, description=help_text,
+            name,
+            help=help_text,
+            description=help_text,
             parents=[model_options(), decoding_options(max_new, horizon, candidates)],
         )
         module.configure(p)

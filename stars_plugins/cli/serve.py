@@ -21,22 +21,48 @@ def configure(p: argparse.ArgumentParser) -> None:
     group.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     group.add_argument("--port", type=int, default=8000)
     group.add_argument("--model-name", default="stars", help="the model id clients pass (model=...)")
-    group.add_argument("--api-key-env", metavar="VAR", default=None,
-                       help="environment variable holding the API key clients must send as 'Bearer <key>'")
-    group.add_argument("--max-tokens-limit", type=int, default=_DEFAULTS.max_tokens,
-                       help="largest max_tokens a request may ask for")
-    group.add_argument("--max-candidates-limit", type=int, default=_DEFAULTS.max_candidates,
-                       help="largest stars.num_candidates a request may ask for")
+    group.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default=None,
+        help="environment variable holding the API key clients must send as 'Bearer <key>'",
+    )
+    group.add_argument(
+        "--max-tokens-limit", type=int, default=_DEFAULTS.max_tokens, help="largest max_tokens a request may ask for"
+    )
+    group.add_argument(
+        "--max-candidates-limit",
+        type=int,
+        default=_DEFAULTS.max_candidates,
+        help="largest stars.num_candidates a request may ask for",
+    )
     group.add_argument("--max-n", type=int, default=_DEFAULTS.max_n, help="largest n (choices per prompt)")
-    group.add_argument("--max-concurrent-requests", type=int, default=_DEFAULTS.max_concurrent_requests,
-                       help="requests generating at once")
-    group.add_argument("--max-queued-requests", type=int, default=_DEFAULTS.max_queued_requests,
-                       help="requests waiting for a slot; more are refused with 429")
-    group.add_argument("--max-body-bytes", type=int, default=_DEFAULTS.max_body_bytes,
-                       help="larger request bodies are refused with 413")
+    group.add_argument(
+        "--max-concurrent-requests",
+        type=int,
+        default=_DEFAULTS.max_concurrent_requests,
+        help="requests generating at once",
+    )
+    group.add_argument(
+        "--max-queued-requests",
+        type=int,
+        default=_DEFAULTS.max_queued_requests,
+        help="requests waiting for a slot; more are refused with 429",
+    )
+    group.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=_DEFAULTS.max_body_bytes,
+        help="larger request bodies are refused with 413",
+    )
     group.add_argument("--max-batch-rows", type=int, default=None, help="rows of one lockstep batch (scheduler)")
-    group.add_argument("--graceful-shutdown", type=int, default=30, metavar="SECONDS",
-                       help="on SIGTERM, how long in-flight requests may take to finish")
+    group.add_argument(
+        "--graceful-shutdown",
+        type=int,
+        default=30,
+        metavar="SECONDS",
+        help="on SIGTERM, how long in-flight requests may take to finish",
+    )
     group.add_argument("--log-prompts", action="store_true", help="log prompts and outputs (off by default)")
     group.add_argument("--no-access-log", action="store_true", help="no per-request access log lines")
 
@@ -50,11 +76,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"stars serve needs FastAPI and uvicorn: pip install 'stars-plugins[serve]' ({exc})") from exc
     api_key = _api_key(args.api_key_env)
     if api_key is None and not _is_loopback(args.host):
-        print(f"stars serve: warning: {args.host} is reachable from other machines and no --api-key-env is set",
-              file=sys.stderr)
+        print(
+            f"stars serve: warning: {args.host} is reachable from other machines and no --api-key-env is set",
+            file=sys.stderr,
+        )
     limits = ServerLimits(
-        max_tokens=args.max_tokens_limit, max_candidates=args.max_candidates_limit, max_n=args.max_n,
-        max_body_bytes=args.max_body_bytes, max_concurrent_requests=args.max_concurrent_requests,
+        max_tokens=args.max_tokens_limit,
+        max_candidates=args.max_candidates_limit,
+        max_n=args.max_n,
+        max_body_bytes=args.max_body_bytes,
+        max_concurrent_requests=args.max_concurrent_requests,
         max_queued_requests=args.max_queued_requests,
     )
     runtime = runtime_from_args(args)
@@ -65,12 +96,21 @@ def run(args: argparse.Namespace) -> int:
         logger = logging.getLogger("stars_plugins.server")
         logger.setLevel(logging.INFO)
         logger.addHandler(logging.StreamHandler())
-    app = create_app(runtime, model_name=args.model_name, api_key=api_key, limits=limits,
-                     log_prompts=args.log_prompts)
-    print(f"stars serve: http://{args.host}:{args.port}/v1  model {args.model_name!r} = {runtime.model_name}, "
-          f"reward {runtime.reward.name}", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, host=args.host, port=args.port, access_log=not args.no_access_log,
-                            timeout_graceful_shutdown=args.graceful_shutdown, log_level="info")
+    app = create_app(runtime, model_name=args.model_name, api_key=api_key, limits=limits, log_prompts=args.log_prompts)
+    print(
+        f"stars serve: http://{args.host}:{args.port}/v1  model {args.model_name!r} = {runtime.model_name}, "
+        f"reward {runtime.reward.name}",
+        file=sys.stderr,
+        flush=True,
+    )
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=not args.no_access_log,
+        timeout_graceful_shutdown=args.graceful_shutdown,
+        log_level="info",
+    )
     # uvicorn drains on SIGTERM, then re-raises the signal under the handler it found: make that one
     # a no-op so that a drained server exits 0 rather than dying of the signal.
     signal.signal(signal.SIGTERM, lambda *_: None)
@@ -84,8 +124,9 @@ def _api_key(env_var: str | None) -> str | None:
         return None
     key = os.environ.get(env_var, "")
     if not key:
-        raise ValueError(f"--api-key-env {env_var}: that environment variable is unset or empty; "
-                         f"export {env_var}=<key> first")
+        raise ValueError(
+            f"--api-key-env {env_var}: that environment variable is unset or empty; export {env_var}=<key> first"
+        )
     return key
 
 

@@ -70,8 +70,10 @@ class BestOfNGroup:
             if parent.done:
                 events.append(FinishEvent(parent, parent.result()))
                 continue
-            samples = [RequestState.create(parent.prepared, parent.config, parent.strategy, seed_offset=j)
-                       for j in range(parent.rows)]
+            samples = [
+                RequestState.create(parent.prepared, parent.config, parent.strategy, seed_offset=j)
+                for j in range(parent.rows)
+            ]
             self.samples[id(parent)] = samples
             self.parent_of.update({id(s): parent for s in samples})
             self.active.append(parent)
@@ -132,13 +134,16 @@ class BestOfNGroup:
         valid = [(score, i) for i, score in enumerate(scores) if score is not None and math.isfinite(score)]
         parent.stats.invalid_rewards += len(samples) - len(valid)
         if not valid:
-            parent.finish("error", RewardError(
-                f"reward {self.ctx.reward.name!r} returned no finite score for any of the {len(samples)} "
-                "responses; a reward model must return finite numbers"))
+            parent.finish(
+                "error",
+                RewardError(
+                    f"reward {self.ctx.reward.name!r} returned no finite score for any of the {len(samples)} "
+                    "responses; a reward model must return finite numbers"
+                ),
+            )
             return [FinishEvent(parent, parent.result())]
         best = max(valid)[1]
         winner = samples[best]
-        candidate = Candidate(list(winner.generated), winner.text, winner.finish_reason, sampled=0,
-                              reward=scores[best])
+        candidate = Candidate(list(winner.generated), winner.text, winner.finish_reason, sampled=0, reward=scores[best])
         segment = parent.accept(candidate, threshold=None, forced=False)
         return [SegmentEvent(parent, segment), FinishEvent(parent, parent.result())]

@@ -77,9 +77,13 @@ class FinalScoreJudge(NoJudge):
                 continue
             if score is None or not math.isfinite(score):
                 r.stats.invalid_rewards += 1
-                r.finish("error", RewardError(
-                    f"reward {ctx.reward.name!r} returned {score} for the final response; "
-                    "a reward model must return a finite number"))
+                r.finish(
+                    "error",
+                    RewardError(
+                        f"reward {ctx.reward.name!r} returned {score} for the final response; "
+                        "a reward model must return a finite number"
+                    ),
+                )
             else:
                 candidate.reward = score
         return super().decide(ctx, items)
@@ -201,9 +205,13 @@ class ThresholdJudge:
         first-round candidate rewards."""
         target = calibrated_target([c.reward for c in candidates], r.config.calibration_quantile)
         if target is None:
-            r.finish("error", RewardError(
-                f"reward {ctx.reward.name!r} returned no finite score in the first round, so no "
-                "target reward could be calibrated; set target_reward or fix the reward model"))
+            r.finish(
+                "error",
+                RewardError(
+                    f"reward {ctx.reward.name!r} returned no finite score in the first round, so no "
+                    "target reward could be calibrated; set target_reward or fix the reward model"
+                ),
+            )
         else:
             _state(r).calibrate(target, r.config.alpha)
 
@@ -224,9 +232,13 @@ class ThresholdJudge:
             if state.rejections >= c.max_rejections:
                 best = state.best
                 if best is None:
-                    r.finish("error", RewardError(
-                        f"segment {len(r.segments)} saw {state.rejections} candidates and the reward model "
-                        "returned no finite score for any of them; nothing can be accepted"))
+                    r.finish(
+                        "error",
+                        RewardError(
+                            f"segment {len(r.segments)} saw {state.rejections} candidates and the reward model "
+                            "returned no finite score for any of them; nothing can be accepted"
+                        ),
+                    )
                     return Decision()
                 r.stats.rejected_tokens -= best.sampled  # its tokens are kept after all
                 if best.row < 0 and best.finish is None:

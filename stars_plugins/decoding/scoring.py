@@ -44,8 +44,12 @@ def score_texts(ctx: DecodeContext, owners: Sequence[RequestState], responses: S
     for positions in positions_of.values():
         r = owners[positions[0]]
         try:
-            values = score_checked(ctx.reward, [prompts[i] for i in positions], [responses[i] for i in positions],
-                                   keys=[keys[i] for i in positions])
+            values = score_checked(
+                ctx.reward,
+                [prompts[i] for i in positions],
+                [responses[i] for i in positions],
+                keys=[keys[i] for i in positions],
+            )
         except RewardError as exc:
             r.finish("error", exc)
             continue

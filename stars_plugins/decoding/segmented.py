@@ -26,8 +26,14 @@ from stars_plugins.errors import ConfigError
 class SegmentedDecoder:
     """A strategy made of a segment rule and a judge."""
 
-    def __init__(self, name: str, rule: SegmentRule, judge: Judge, *,
-                 candidates: Callable[[StarsConfig], int] = lambda config: config.num_candidates):
+    def __init__(
+        self,
+        name: str,
+        rule: SegmentRule,
+        judge: Judge,
+        *,
+        candidates: Callable[[StarsConfig], int] = lambda config: config.num_candidates,
+    ):
         self.name = name
         self.rule = rule
         self.judge = judge
@@ -204,8 +210,9 @@ class SegmentedGroup:
                 rollback.extend(rows)
                 continue
             accepted[id(r)] = winner if winner >= 0 else rows[0]  # replayed rows are all alike
-            segment = r.accept(chosen, threshold=decision.threshold, forced=decision.forced,
-                               rejections=decision.rejections)
+            segment = r.accept(
+                chosen, threshold=decision.threshold, forced=decision.forced, rejections=decision.rejections
+            )
             events.append(SegmentEvent(r, segment))
         batch.rollback(rollback, out)
         self._relayout(rows_of, accepted)

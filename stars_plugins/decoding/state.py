@@ -54,8 +54,9 @@ class RequestState:
         self.stats.prompt_tokens = len(self.prepared.token_ids)
 
     @classmethod
-    def create(cls, prepared: PreparedPrompt, config: StarsConfig, strategy: str, *, rows: int = 1,
-               seed_offset: int = 0) -> RequestState:
+    def create(
+        cls, prepared: PreparedPrompt, config: StarsConfig, strategy: str, *, rows: int = 1, seed_offset: int = 0
+    ) -> RequestState:
         base = config.seed if config.seed is not None else int.from_bytes(os.urandom(7), "little")
         return cls(prepared, config, strategy, seed=base + seed_offset, rows=rows)
 

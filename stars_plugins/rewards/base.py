@@ -34,8 +34,13 @@ class RewardModel(Protocol):
 class CallableReward:
     """Wraps a plain function `(prompts, responses) -> scores` as a `RewardModel`."""
 
-    def __init__(self, fn: Callable[[Sequence[str], Sequence[str]], Any], *, name: str | None = None,
-                 default_target: float | None = None):
+    def __init__(
+        self,
+        fn: Callable[[Sequence[str], Sequence[str]], Any],
+        *,
+        name: str | None = None,
+        default_target: float | None = None,
+    ):
         self.fn = fn
         self.name = name or getattr(fn, "__qualname__", None) or type(fn).__name__
         self.default_target = default_target if default_target is not None else getattr(fn, "default_target", None)
@@ -77,14 +82,13 @@ def to_floats(raw: Any, expected: int, name: str) -> list[float]:
     return scores
 
 
-def score_checked(reward: RewardModel, prompts: Sequence[str], responses: Sequence[str], *,
-                  keys: Sequence[Hashable] | None = None) -> list[float]:
+def score_checked(
+    reward: RewardModel, prompts: Sequence[str], responses: Sequence[str], *, keys: Sequence[Hashable] | None = None
+) -> list[float]:
     """Call `reward.score` (or `reward.score_keyed` when it has one and `keys` are given) and
     validate its output; failures become `RewardError`."""
     if len(prompts) != len(responses):
-        raise RewardError(
-            f"got {len(prompts)} prompts and {len(responses)} responses; pass one prompt per response"
-        )
+        raise RewardError(f"got {len(prompts)} prompts and {len(responses)} responses; pass one prompt per response")
     if not responses:
         return []
     try:

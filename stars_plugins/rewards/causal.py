@@ -157,8 +157,9 @@ class CausalLMReward(ClassifierReward):
             entry = self.entries.get(key)
             # One reuse length per key, so that a key's rows share one past; every row must keep at
             # least its scored position to run.
-            reuse = min(min(_common_prefix(entry.ids, r.ids) for r in group) if entry else 0,
-                        min(r.position for r in group))
+            reuse = min(
+                min(_common_prefix(entry.ids, r.ids) for r in group) if entry else 0, min(r.position for r in group)
+            )
             for r in group:
                 r.reuse = reuse
         scores: list[float] = [0.0] * len(rows)
@@ -185,8 +186,11 @@ class CausalLMReward(ClassifierReward):
             ids[i, : len(tail)] = torch.tensor(tail, dtype=torch.long)
             mask[i, past - row.reuse : past + len(tail)] = 1
             positions[i] = torch.arange(row.reuse, row.reuse + width)
-        kwargs: dict[str, Any] = {"attention_mask": mask.to(device), "position_ids": positions.to(device),
-                                  "use_cache": True}
+        kwargs: dict[str, Any] = {
+            "attention_mask": mask.to(device),
+            "position_ids": positions.to(device),
+            "use_cache": True,
+        }
         if past:
             kwargs[self.cache_argument] = self._past(rows, past)
         out = self.base(input_ids=ids.to(device), **kwargs)

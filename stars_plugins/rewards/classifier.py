@@ -65,12 +65,20 @@ class ClassifierReward:
                 for p, r in zip(prompts, responses, strict=True)
             ]
             return self.tokenizer(
-                texts, padding=True, truncation=True, max_length=self.max_length,
-                add_special_tokens=False, return_tensors="pt",
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                add_special_tokens=False,
+                return_tensors="pt",
             )
         return self.tokenizer(
-            list(prompts), list(responses), padding=True, truncation="longest_first",
-            max_length=self.max_length, return_tensors="pt",
+            list(prompts),
+            list(responses),
+            padding=True,
+            truncation="longest_first",
+            max_length=self.max_length,
+            return_tensors="pt",
         )
 
     @torch.inference_mode()

@@ -77,16 +77,23 @@ class PairHead(nn.Module):
 class SentenceEmbedder:
     """Mean-pooled, L2-normalised sentence embeddings (the all-MiniLM-L6-v2 recipe) with transformers."""
 
-    def __init__(self, folder: str | Path | None = None, *, device: str | torch.device = "cpu",
-                 max_length: int = 256, batch_size: int = 64):
+    def __init__(
+        self,
+        folder: str | Path | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        max_length: int = 256,
+        batch_size: int = 64,
+    ):
         from transformers import AutoModel, AutoTokenizer
 
         from stars_plugins.models import embedded_embedder_folder
 
         self.folder = Path(folder) if folder is not None else embedded_embedder_folder()
         if not (self.folder / "config.json").is_file():
-            raise ModelNotFoundError(f"sentence embedder folder {str(self.folder)!r} has no config.json",
-                                     path=str(self.folder))
+            raise ModelNotFoundError(
+                f"sentence embedder folder {str(self.folder)!r} has no config.json", path=str(self.folder)
+            )
         with quiet_loading():
             self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
             self.model = AutoModel.from_pretrained(self.folder, local_files_only=True).to(device).eval()
@@ -101,8 +108,11 @@ class SentenceEmbedder:
         chunks = []
         for start in range(0, len(texts), self.batch_size):
             batch = self.tokenizer(
-                list(texts[start : start + self.batch_size]), padding=True, truncation=True,
-                max_length=self.max_length, return_tensors="pt",
+                list(texts[start : start + self.batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
             ).to(self.device)
             hidden = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -121,7 +131,8 @@ def load_head(path: str | Path, embedding_dim: int) -> tuple[PairHead, dict[str,
     if not path.is_file():
         raise ModelNotFoundError(
             f"harmless reward head {str(path)!r} does not exist; train one with `python -m reward_training` "
-            "(in a clone of the repository) or reinstall stars-plugins for the shipped one", path=str(path)
+            "(in a clone of the repository) or reinstall stars-plugins for the shipped one",
+            path=str(path),
         )
     meta_path = path.with_suffix(".json")
     meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -148,8 +159,14 @@ class HarmlessReward:
 
     name = "harmless"
 
-    def __init__(self, head_path: str | Path | None = None, *, embedder: SentenceEmbedder | None = None,
-                 device: str | torch.device = "cpu", prompt_cache_size: int = 4096):
+    def __init__(
+        self,
+        head_path: str | Path | None = None,
+        *,
+        embedder: SentenceEmbedder | None = None,
+        device: str | torch.device = "cpu",
+        prompt_cache_size: int = 4096,
+    ):
         self.embedder = embedder or SentenceEmbedder(device=device)
         self.head_path = Path(head_path) if head_path is not None else default_head_path()
         self.head, self.meta = load_head(self.head_path, self.embedder.dim)

@@ -37,8 +37,9 @@ DEFAULT_REWARD = "harmless"
 RewardSpec = str | os.PathLike[str] | RewardModel | Callable[..., Any] | None
 
 
-def register_reward(name: str, factory: Callable[[], RewardModel], *, description: str = "",
-                    replace: bool = False) -> None:
+def register_reward(
+    name: str, factory: Callable[[], RewardModel], *, description: str = "", replace: bool = False
+) -> None:
     """Make `factory()` available as `reward=name` everywhere (runtime, CLI, adapters)."""
     if name in _builtins and not replace:
         raise ValueError(f"a reward named {name!r} is already registered; pass replace=True to override it")

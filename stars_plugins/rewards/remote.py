@@ -68,8 +68,10 @@ class RemoteReward:
         answer = self.transport.post_json(self.url, self.request_body(prompts, responses))
         data = answer.get("data") if isinstance(answer, dict) else None
         if not isinstance(data, list) or len(data) != len(responses):
-            raise RewardError(f"{self.url} returned {len(data) if isinstance(data, list) else 'no'} "
-                              f"classifications for {len(responses)} texts")
+            raise RewardError(
+                f"{self.url} returned {len(data) if isinstance(data, list) else 'no'} "
+                f"classifications for {len(responses)} texts"
+            )
         scores: list[float] = [float("nan")] * len(responses)
         for position, item in enumerate(data):
             probs = item.get("probs") if isinstance(item, dict) else None

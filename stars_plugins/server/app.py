@@ -33,15 +33,15 @@ logger = logging.getLogger("stars_plugins.server")
 class ServerState:
     """What the routes share: the runtime, limits, the admission gate and counters for /health."""
 
-    def __init__(self, runtime: Any, *, model_name: str, api_key: str | None, limits: ServerLimits,
-                 log_prompts: bool):
+    def __init__(self, runtime: Any, *, model_name: str, api_key: str | None, limits: ServerLimits, log_prompts: bool):
         self.runtime = runtime
         self.model_name = model_name
         self.api_key = api_key
         self.limits = limits
         self.log_prompts = log_prompts
-        self.gate = AdmissionGate(limits.max_concurrent_requests, limits.max_queued_requests,
-                                  limits.retry_after_seconds)
+        self.gate = AdmissionGate(
+            limits.max_concurrent_requests, limits.max_queued_requests, limits.retry_after_seconds
+        )
         self.finished: Counter[str] = Counter()  # requests by outcome: completed, failed, disconnected
         self.started = time.time()
 
@@ -49,8 +49,14 @@ class ServerState:
         return {self.model_name, self.runtime.model_name}
 
 
-def create_app(runtime: Any, *, model_name: str = "stars", api_key: str | None = None,
-               limits: ServerLimits | None = None, log_prompts: bool = False) -> FastAPI:
+def create_app(
+    runtime: Any,
+    *,
+    model_name: str = "stars",
+    api_key: str | None = None,
+    limits: ServerLimits | None = None,
+    log_prompts: bool = False,
+) -> FastAPI:
     """An OpenAI-compatible app generating with `runtime` (its default config and reward apply
     to every request unless the request overrides them)."""
     limits = limits or ServerLimits()
@@ -77,8 +83,14 @@ def create_app(runtime: Any, *, model_name: str = "stars", api_key: str | None =
 
     @app.get("/v1/models", dependencies=[Depends(authorized)])
     async def models() -> dict[str, Any]:
-        card = {"id": state.model_name, "object": "model", "created": int(state.started), "owned_by": "stars-plugins",
-                "root": runtime.model_name, "max_model_len": runtime.context_window}
+        card = {
+            "id": state.model_name,
+            "object": "model",
+            "created": int(state.started),
+            "owned_by": "stars-plugins",
+            "root": runtime.model_name,
+            "max_model_len": runtime.context_window,
+        }
         return {"object": "list", "data": [card]}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorized)])
@@ -92,11 +104,16 @@ def create_app(runtime: Any, *, model_name: str = "stars", api_key: str | None =
     return app
 
 
-async def _generate(state: ServerState, body: ChatCompletionRequest | CompletionRequest, request: Request, *,
-                    chat: bool) -> Any:
+async def _generate(
+    state: ServerState, body: ChatCompletionRequest | CompletionRequest, request: Request, *, chat: bool
+) -> Any:
     if body.model not in state.served_names():
-        raise APIError(404, f"model {body.model!r} is not served here; use {state.model_name!r}",
-                       param="model", code="model_not_found")
+        raise APIError(
+            404,
+            f"model {body.model!r} is not served here; use {state.model_name!r}",
+            param="model",
+            code="model_not_found",
+        )
     plan = plan_request(body, state.runtime.config, state.limits)
     prompt_param = "messages" if chat else "prompt"
     shape = ResponseShape(chat, state.model_name)
@@ -115,8 +132,9 @@ async def _generate(state: ServerState, body: ChatCompletionRequest | Completion
         raise api_error_for(first.error, prompt_param=prompt_param)
     if plan.stream:
         stream = _sse_stream(state, plan, shape, first, events, prompt_param)
-        return StreamingResponse(stream, media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
     try:
         rest = await _until_disconnected(request, _drain(events))
         if rest is None:  # the client left: its choices were cancelled, nobody reads an answer
@@ -146,8 +164,9 @@ async def _until_disconnected(request: Request, work: Any, poll: float = 0.25) -
         task.cancel()
 
 
-def _collect(state: ServerState, plan: Plan, shape: ResponseShape, first: ChoiceEvent,
-             rest: list[ChoiceEvent], prompt_param: str) -> dict[str, Any]:
+def _collect(
+    state: ServerState, plan: Plan, shape: ResponseShape, first: ChoiceEvent, rest: list[ChoiceEvent], prompt_param: str
+) -> dict[str, Any]:
     texts: dict[int, str] = {}
     results = {}
     for event in [first, *rest]:
@@ -162,8 +181,14 @@ def _collect(state: ServerState, plan: Plan, shape: ResponseShape, first: Choice
     return shape.completion(texts, results, _prompt_of(plan))
 
 
-async def _sse_stream(state: ServerState, plan: Plan, shape: ResponseShape, first: ChoiceEvent,
-                      events: AsyncIterator[ChoiceEvent], prompt_param: str) -> AsyncIterator[bytes]:
+async def _sse_stream(
+    state: ServerState,
+    plan: Plan,
+    shape: ResponseShape,
+    first: ChoiceEvent,
+    events: AsyncIterator[ChoiceEvent],
+    prompt_param: str,
+) -> AsyncIterator[bytes]:
     """SSE chunks in OpenAI's format. A client that disconnects closes this generator (Starlette
     cancels it), which cancels every choice at its next round and frees the slot."""
     usage = plan.include_usage
@@ -185,8 +210,7 @@ async def _sse_stream(state: ServerState, plan: Plan, shape: ResponseShape, firs
                 yield sse(shape.chunk(event.index, event.text, with_usage=usage))
             if event.result is not None:
                 results[event.index] = event.result
-                yield sse(shape.chunk(event.index, None if shape.chat else "", result=event.result,
-                                      with_usage=usage))
+                yield sse(shape.chunk(event.index, None if shape.chat else "", result=event.result, with_usage=usage))
             event = await anext(events, None)
         if usage:
             yield sse(shape.usage_chunk(results, _prompt_of(plan)))
@@ -238,14 +262,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return JSONResponse(error_body(str(exc.detail), type=kind), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(str(exc.detail), type=kind), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error")
-        return JSONResponse(error_body(f"internal error ({type(exc).__name__})", type="server_error"),
-                            status_code=500)
+        return JSONResponse(error_body(f"internal error ({type(exc).__name__})", type="server_error"), status_code=500)
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}

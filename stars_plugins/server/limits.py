@@ -19,8 +19,12 @@ def check_api_key(authorization: str | None, api_key: str | None) -> None:
     scheme, _, token = (authorization or "").partition(" ")
     # Constant-time comparison: the time taken must not reveal how much of the key matched.
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-        raise APIError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
-                       type="authentication_error", code="invalid_api_key")
+        raise APIError(
+            401,
+            "missing or invalid API key: send 'Authorization: Bearer <key>'",
+            type="authentication_error",
+            code="invalid_api_key",
+        )
 
 
 class AdmissionGate:
@@ -48,8 +52,11 @@ class AdmissionGate:
     async def acquire(self) -> None:
         if self.active >= self.max_active and self.queued >= self.max_queued:
             raise APIError(
-                429, f"server busy: {self.active} requests running and {self.queued} waiting; retry later",
-                type="rate_limit_error", code="server_busy", headers={"Retry-After": str(self.retry_after)},
+                429,
+                f"server busy: {self.active} requests running and {self.queued} waiting; retry later",
+                type="rate_limit_error",
+                code="server_busy",
+                headers={"Retry-After": str(self.retry_after)},
             )
         self.queued += 1
         try:
@@ -104,8 +111,14 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send: Any) -> None:
-        body = json.dumps(error_body(f"request body larger than {self.max_bytes} bytes",
-                                     code="request_too_large")).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            error_body(f"request body larger than {self.max_bytes} bytes", code="request_too_large")
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -181,14 +181,14 @@ class Plan:
     include_usage: bool
 
 
-def plan_request(request: ChatCompletionRequest | CompletionRequest, base: StarsConfig,
-                 limits: ServerLimits) -> Plan:
+def plan_request(request: ChatCompletionRequest | CompletionRequest, base: StarsConfig, limits: ServerLimits) -> Plan:
     """Validate a request against the server's limits and build its choices."""
     for field, neutral in request.unsupported().items():
         value = getattr(request, field)
         if value not in neutral:
-            raise bad_request(f"{field} is not supported by stars serve; leave it unset", param=field,
-                              code="unsupported_parameter")
+            raise bad_request(
+                f"{field} is not supported by stars serve; leave it unset", param=field, code="unsupported_parameter"
+            )
     if request.stream_options is not None and not request.stream:
         raise bad_request("stream_options is only allowed with stream=true", param="stream_options")
     if not 1 <= request.n <= limits.max_n:
@@ -206,12 +206,15 @@ def plan_request(request: ChatCompletionRequest | CompletionRequest, base: Stars
     changes.update(_openai_settings(request, limits))
     config = _updated(base, changes)
     if config.num_candidates > limits.max_candidates:
-        raise bad_request(f"num_candidates must be at most {limits.max_candidates} on this server",
-                          param="stars.num_candidates")
+        raise bad_request(
+            f"num_candidates must be at most {limits.max_candidates} on this server", param="stars.num_candidates"
+        )
     if config.max_adaptive_candidates > limits.max_candidates:  # rows a rejected request may widen to
         if "max_adaptive_candidates" in changes:
-            raise bad_request(f"max_adaptive_candidates must be at most {limits.max_candidates} on this server",
-                              param="stars.max_adaptive_candidates")
+            raise bad_request(
+                f"max_adaptive_candidates must be at most {limits.max_candidates} on this server",
+                param="stars.max_adaptive_candidates",
+            )
         config = config.updated(max_adaptive_candidates=limits.max_candidates)
 
     seeds: list[int | None] = [config.seed] * request.n
@@ -234,13 +237,15 @@ def _openai_settings(request: ChatCompletionRequest | CompletionRequest, limits:
     completion_budget = getattr(request, "max_completion_tokens", None)
     if completion_budget is not None:
         if budget is not None and budget != completion_budget:
-            raise bad_request("max_tokens and max_completion_tokens disagree; set one of them",
-                              param="max_completion_tokens")
+            raise bad_request(
+                "max_tokens and max_completion_tokens disagree; set one of them", param="max_completion_tokens"
+            )
         budget_field, budget = "max_completion_tokens", completion_budget
     if budget is not None:
         if not 1 <= budget <= limits.max_tokens:
-            raise bad_request(f"{budget_field} must be between 1 and {limits.max_tokens} on this server",
-                              param=budget_field)
+            raise bad_request(
+                f"{budget_field} must be between 1 and {limits.max_tokens} on this server", param=budget_field
+            )
         changes["max_new_tokens"] = budget
     if request.temperature is not None:
         if not 0 <= request.temperature <= 2:
@@ -259,18 +264,21 @@ def _stars_settings(stars: dict[str, Any] | None, limits: ServerLimits) -> tuple
     settings = dict(stars or {})
     for key in settings:
         if key in OPENAI_SPELLING:
-            raise bad_request(f"set {key} with the OpenAI field {OPENAI_SPELLING[key]!r}, not in 'stars'",
-                              param=f"stars.{key}")
+            raise bad_request(
+                f"set {key} with the OpenAI field {OPENAI_SPELLING[key]!r}, not in 'stars'", param=f"stars.{key}"
+            )
         if key not in stars_keys():
-            raise bad_request(f"unknown STARS setting {key!r}; known settings: {', '.join(stars_keys())}",
-                              param=f"stars.{key}")
+            raise bad_request(
+                f"unknown STARS setting {key!r}; known settings: {', '.join(stars_keys())}", param=f"stars.{key}"
+            )
     from stars_plugins.rewards import available_rewards
 
     reward = settings.pop("reward", None)
     if reward is not None and reward not in available_rewards():
         # Only registered rewards: a client must not make the server load arbitrary folders.
-        raise bad_request(f"unknown reward {reward!r}; this server offers: {', '.join(available_rewards())}",
-                          param="stars.reward")
+        raise bad_request(
+            f"unknown reward {reward!r}; this server offers: {', '.join(available_rewards())}", param="stars.reward"
+        )
     return settings, reward
 
 
@@ -285,7 +293,8 @@ def _param_named_in(message: str, changes: dict[str, Any]) -> str | None:
     """The request field behind the first setting a `ConfigError` message names."""
     detail = message.partition(":")[2]
     positions = {
-        key: pos for key in changes
+        key: pos
+        for key in changes
         if (pos := min((p for p in (detail.find(f" {key}="), detail.find(f" {key}:")) if p >= 0), default=-1)) >= 0
     }
     if not positions:

@@ -61,8 +61,9 @@ def api_error_for(exc: BaseException, *, prompt_param: str) -> APIError:
     if isinstance(exc, ConfigError | UnknownStrategyError):
         return APIError(400, str(exc), param="stars")
     if isinstance(exc, RewardError):
-        return APIError(500, f"the reward model failed for this request: {exc}", type="server_error",
-                        code="reward_error")
+        return APIError(
+            500, f"the reward model failed for this request: {exc}", type="server_error", code="reward_error"
+        )
     if isinstance(exc, StarsError):
         return APIError(500, str(exc), type="server_error")
     return APIError(500, f"internal error ({type(exc).__name__})", type="server_error")
@@ -82,8 +83,9 @@ class ResponseShape:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
 
     # ----------------------------------------------------------------- whole responses
-    def completion(self, texts: dict[int, str], results: dict[int, GenerationResult],
-                   prompt_of: dict[int, int]) -> dict[str, Any]:
+    def completion(
+        self, texts: dict[int, str], results: dict[int, GenerationResult], prompt_of: dict[int, int]
+    ) -> dict[str, Any]:
         choices = []
         for index in sorted(results):
             result = results[index]
@@ -97,8 +99,15 @@ class ResponseShape:
         return {**self._envelope(False), "choices": choices, "usage": usage(results, prompt_of)}
 
     # ----------------------------------------------------------------- stream chunks
-    def chunk(self, index: int, text: str | None = None, *, role: bool = False,
-              result: GenerationResult | None = None, with_usage: bool = False) -> dict[str, Any]:
+    def chunk(
+        self,
+        index: int,
+        text: str | None = None,
+        *,
+        role: bool = False,
+        result: GenerationResult | None = None,
+        with_usage: bool = False,
+    ) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": index}
         if self.chat:
             delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}

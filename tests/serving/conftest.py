@@ -36,8 +36,9 @@ def free_port() -> int:
 class LlamaServer:
     """One llama-server process: `start()` waits until it answers /health; `stop()` ends it."""
 
-    def __init__(self, binary: Path, log_dir: Path, *, port: int | None = None, slots: int = 16,
-                 slot_context: int = 1024):
+    def __init__(
+        self, binary: Path, log_dir: Path, *, port: int | None = None, slots: int = 16, slot_context: int = 1024
+    ):
         self.binary, self.log_dir = binary, log_dir
         self.port = port or free_port()
         self.slots, self.slot_context = slots, slot_context
@@ -50,9 +51,24 @@ class LlamaServer:
     def start(self, timeout: float = 120.0) -> LlamaServer:
         log = open(self.log_dir / f"llama-server-{self.port}-{time.time_ns()}.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [str(self.binary), "-m", str(embedded_policy_file()), "--host", "127.0.0.1", "--port", str(self.port),
-             "-np", str(self.slots), "-c", str(self.slots * self.slot_context), "-t", THREADS, "--no-warmup"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(self.binary),
+                "-m",
+                str(embedded_policy_file()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "-np",
+                str(self.slots),
+                "-c",
+                str(self.slots * self.slot_context),
+                "-t",
+                THREADS,
+                "--no-warmup",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

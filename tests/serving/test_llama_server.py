@@ -71,8 +71,9 @@ def test_ids_returned_are_the_ids_accepted(remote, runtime, llama_server):
 
 def test_greedy_remote_stars_equals_the_servers_own_greedy_completion(remote, runtime, llama_server):
     prepared = remote.prepare(PROMPTS, runtime.config)
-    results = runtime.generate(PROMPTS, strategy="stars", horizon=8, num_candidates=1, max_new_tokens=40,
-                               temperature=0.0, target_reward=0.0)
+    results = runtime.generate(
+        PROMPTS, strategy="stars", horizon=8, num_candidates=1, max_new_tokens=40, temperature=0.0, target_reward=0.0
+    )
     for p, result in zip(prepared, results, strict=True):
         reference = server_greedy(llama_server.url, list(p.token_ids), 40)
         assert result.token_ids == reference[: len(result.token_ids)]
@@ -87,8 +88,17 @@ def test_vanilla_and_best_of_n_run_remotely(runtime):
 
 
 def test_cards_segments_end_at_entropy_boundaries_from_top_logprobs(runtime, remote):
-    [result] = runtime.generate([PROMPTS[0]], strategy="cards", entropy_threshold=1.5, min_segment_tokens=2,
-                                max_segment_tokens=12, max_new_tokens=48, temperature=1.0, seed=2, target_reward=0.0)
+    [result] = runtime.generate(
+        [PROMPTS[0]],
+        strategy="cards",
+        entropy_threshold=1.5,
+        min_segment_tokens=2,
+        max_segment_tokens=12,
+        max_new_tokens=48,
+        temperature=1.0,
+        seed=2,
+        target_reward=0.0,
+    )
     assert result.error is None and remote.decode(result.token_ids) == result.text
     lengths = [len(s.token_ids) for s in result.segments]
     assert all(n <= 12 for n in lengths)
@@ -106,8 +116,18 @@ def test_rejection_resends_the_same_prefix_and_resamples(remote, monkeypatch):
 
     monkeypatch.setattr(remote.transport, "post_json", recording)
     runtime = StarsRuntime(remote, reward=load_reward(one_in_three))
-    [result] = runtime.generate([PROMPTS[2]], horizon=4, num_candidates=2, max_new_tokens=16, temperature=1.0,
-                                acceptance="hard", alpha=1.0, target_reward=1.0, max_rejections=50, seed=11)
+    [result] = runtime.generate(
+        [PROMPTS[2]],
+        horizon=4,
+        num_candidates=2,
+        max_new_tokens=16,
+        temperature=1.0,
+        acceptance="hard",
+        alpha=1.0,
+        target_reward=1.0,
+        max_rejections=50,
+        seed=11,
+    )
     assert result.error is None and result.stats.rejections > 0
     assert remote.decode(result.token_ids) == result.text
     # a rejected round is followed by a round from the very same prefix (both candidates resend it)
@@ -206,6 +226,11 @@ def test_the_engine_batching_script_measures_the_server_alone(llama_server):
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[2] / "scripts" / "engine_batching.py"
-    done = subprocess.run([sys.executable, str(script), llama_server.url, "--requests", "2", "--tokens", "4"],
-                          capture_output=True, text=True, timeout=300, check=True)
+    done = subprocess.run(
+        [sys.executable, str(script), llama_server.url, "--requests", "2", "--tokens", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     assert "one at a time:" in done.stdout and "ratio" in done.stdout

@@ -41,8 +41,9 @@ class _Restore:
 
 
 class LockstepBatch:
-    def __init__(self, policy: HFPolicy, prompts: Sequence[Sequence[int]], copies: Sequence[int],
-                 sampling: Sequence[RowSampling]):
+    def __init__(
+        self, policy: HFPolicy, prompts: Sequence[Sequence[int]], copies: Sequence[int], sampling: Sequence[RowSampling]
+    ):
         """Prefill `prompts` once, then give prompt i `copies[i]` identical rows; row r samples
         with `sampling[r]`."""
         if len(sampling) != sum(copies):
@@ -223,9 +224,7 @@ class LockstepBatch:
         for layer in self.cache.layers:
             keys, values = layer.keys, layer.values
             layer.keys = torch.cat([keys.new_zeros((*keys.shape[:2], columns, keys.shape[-1])), keys], dim=2)
-            layer.values = torch.cat(
-                [values.new_zeros((*values.shape[:2], columns, values.shape[-1])), values], dim=2
-            )
+            layer.values = torch.cat([values.new_zeros((*values.shape[:2], columns, values.shape[-1])), values], dim=2)
         self.mask = torch.cat([self.mask.new_zeros((self.num_rows, columns)), self.mask], dim=1)
 
     def free(self) -> None:

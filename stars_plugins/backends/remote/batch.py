@@ -138,8 +138,11 @@ class RemotePolicy(TokenizerSide):
             first = errors[0]
             reason = str(first) or type(first).__name__
             message = f"{len(errors)} of {len(futures)} segment requests to {self.engine} failed; first: {reason}"
-            raise (type(first)(message, url=first.url, status=first.status) if isinstance(first, ServingError)
-                   else ServingError(message)) from first
+            raise (
+                type(first)(message, url=first.url, status=first.status)
+                if isinstance(first, ServingError)
+                else ServingError(message)
+            ) from first
         return results
 
     def _one(self, replica: Replica, request: SegmentRequest) -> SegmentResult:

@@ -56,8 +56,9 @@ def engine_name(engine: str | None) -> str | None:
     try:
         return _ALIASES[engine.lower()]
     except KeyError:
-        raise ConfigError(f"engine={engine!r} is not supported; use one of {', '.join(ENGINE_NAMES)} "
-                          "(or leave it out to detect it)") from None
+        raise ConfigError(
+            f"engine={engine!r} is not supported; use one of {', '.join(ENGINE_NAMES)} (or leave it out to detect it)"
+        ) from None
 
 
 def connect(url: str, transport: HttpTransport, engine: str | None = None) -> Replica:
@@ -67,13 +68,15 @@ def connect(url: str, transport: HttpTransport, engine: str | None = None) -> Re
     try:
         models = transport.get_json(root + "/v1/models", retries=1)
     except ServingUnavailableError as exc:
-        raise ServingUnavailableError(
-            f"cannot reach the policy server at {url}: {exc}", url=url
-        ) from exc
+        raise ServingUnavailableError(f"cannot reach the policy server at {url}: {exc}", url=url) from exc
     except ServingError as exc:
         if exc.status in (401, 403):
-            raise ServingError(f"the policy server at {url} refused the API key (HTTP {exc.status}); pass "
-                              "api_key=... or set STARS_ENGINE_API_KEY", url=url, status=exc.status) from exc
+            raise ServingError(
+                f"the policy server at {url} refused the API key (HTTP {exc.status}); pass "
+                "api_key=... or set STARS_ENGINE_API_KEY",
+                url=url,
+                status=exc.status,
+            ) from exc
         models = None  # no model list: probe below
     if name is None:
         name = _owner(models) or _probe(root, transport, url)
@@ -101,7 +104,8 @@ def _probe(root: str, transport: HttpTransport, url: str) -> str:
         return name
     raise ServingError(
         f"the server at {url} answers, but not like vLLM, SGLang or llama.cpp's server; pass "
-        f"engine= one of {', '.join(ENGINE_NAMES)}", url=url
+        f"engine= one of {', '.join(ENGINE_NAMES)}",
+        url=url,
     )
 
 

@@ -51,8 +51,11 @@ class LlamaCppProtocol:
             "response_fields": RESPONSE_FIELDS,
         }
         if request.top_logprobs:  # probabilities of the full distribution, before sampling
-            body.update(n_probs=request.top_logprobs, post_sampling_probs=False,
-                        response_fields=[*RESPONSE_FIELDS, "completion_probabilities"])
+            body.update(
+                n_probs=request.top_logprobs,
+                post_sampling_probs=False,
+                response_fields=[*RESPONSE_FIELDS, "completion_probabilities"],
+            )
         return body
 
     def parse_response(self, body: Any, request: SegmentRequest) -> SegmentResult:
@@ -68,8 +71,10 @@ class LlamaCppProtocol:
             )
         top = None
         if request.top_logprobs and isinstance(body.get("completion_probabilities"), list):
-            top = [{int(t["id"]): float(t["logprob"]) for t in entry.get("top_logprobs") or []}
-                   for entry in body["completion_probabilities"]]
+            top = [
+                {int(t["id"]): float(t["logprob"]) for t in entry.get("top_logprobs") or []}
+                for entry in body["completion_probabilities"]
+            ]
         return SegmentResult(tokens, hit_eos, checked_top_logprobs(self.name, top, tokens, request))
 
     def server_info(self, models: Any) -> ServerInfo:

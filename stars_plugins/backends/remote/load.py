@@ -42,8 +42,10 @@ def load_remote_policy(
         replicas = [connect(url, transport, engine) for url in url_list]
         engines = {r.protocol.name for r in replicas}
         if len(engines) > 1:
-            raise ConfigError(f"the servers {url_list} run different engines ({', '.join(sorted(engines))}); "
-                              "replicas must serve the same model with the same engine")
+            raise ConfigError(
+                f"the servers {url_list} run different engines ({', '.join(sorted(engines))}); "
+                "replicas must serve the same model with the same engine"
+            )
         hf_tokenizer, eos_ids = _load_tokenizer(tokenizer, replicas)
     except BaseException:
         transport.close()
@@ -56,9 +58,14 @@ def load_remote_policy(
     if model.endswith(".gguf"):  # llama-server names its model by the file's path
         model = os.path.basename(model)
     return RemotePolicy(
-        replicas, transport, hf_tokenizer,
-        name=f"{replicas[0].protocol.name}:{model}", eos_token_ids=eos_ids, pad_token_id=int(pad),
-        context_window=int(context), max_concurrency=max_concurrency,
+        replicas,
+        transport,
+        hf_tokenizer,
+        name=f"{replicas[0].protocol.name}:{model}",
+        eos_token_ids=eos_ids,
+        pad_token_id=int(pad),
+        context_window=int(context),
+        max_concurrency=max_concurrency,
     )
 
 
@@ -70,14 +77,18 @@ def _load_tokenizer(spec: str | os.PathLike[str] | None, replicas: Sequence[Repl
     if spec is None:
         served = replicas[0].info.model
         if not served:
-            raise ConfigError(f"the server at {replicas[0].url} does not name its model; pass policy_tokenizer= "
-                              "(hub id, folder or GGUF file of the served model)")
+            raise ConfigError(
+                f"the server at {replicas[0].url} does not name its model; pass policy_tokenizer= "
+                "(hub id, folder or GGUF file of the served model)"
+            )
         spec = served
     try:
         source = policy_source(spec)
     except ModelNotFoundError as exc:
-        raise ConfigError(f"cannot find the tokenizer {os.fspath(spec)!r} of the served model ({exc}); pass "
-                          "policy_tokenizer= a hub id, folder or GGUF file of the model the server runs") from exc
+        raise ConfigError(
+            f"cannot find the tokenizer {os.fspath(spec)!r} of the served model ({exc}); pass "
+            "policy_tokenizer= a hub id, folder or GGUF file of the model the server runs"
+        ) from exc
     key = (source.location, source.gguf_file)
     with _tokenizers_lock:
         tokenizer = _tokenizers.get(key)

@@ -60,20 +60,25 @@ class EngineProtocol(Protocol):
 def checked_tokens(engine: str, tokens: Any, request: SegmentRequest) -> list[int]:
     """The generated ids as a list of ints, never more than were asked for."""
     if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
-        raise ServingError(f"{engine} returned no token ids for a segment (got {type(tokens).__name__}); "
-                          "this engine version may not support returning ids")
+        raise ServingError(
+            f"{engine} returned no token ids for a segment (got {type(tokens).__name__}); "
+            "this engine version may not support returning ids"
+        )
     if len(tokens) > request.max_tokens:
         raise ServingError(f"{engine} returned {len(tokens)} tokens where at most {request.max_tokens} were asked for")
     return tokens
 
 
-def checked_top_logprobs(engine: str, top: list[dict[int, float]] | None, tokens: list[int],
-                         request: SegmentRequest) -> list[dict[int, float]] | None:
+def checked_top_logprobs(
+    engine: str, top: list[dict[int, float]] | None, tokens: list[int], request: SegmentRequest
+) -> list[dict[int, float]] | None:
     if not request.top_logprobs:
         return None
     if top is None or len(top) != len(tokens) or not all(top):
-        raise ServingError(f"{engine} did not return the top {request.top_logprobs} logprobs of every generated "
-                          "token, which entropy-delimited segments (strategy='cards') need")
+        raise ServingError(
+            f"{engine} did not return the top {request.top_logprobs} logprobs of every generated "
+            "token, which entropy-delimited segments (strategy='cards') need"
+        )
     return top
 
 

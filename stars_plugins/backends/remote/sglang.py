@@ -56,8 +56,10 @@ class SGLangProtocol:
         tokens = checked_tokens(self.name, body.get("output_ids"), request)
         top = None
         if request.top_logprobs and isinstance(meta.get("output_top_logprobs"), list):
-            top = [{int(item[1]): float(item[0]) for item in entry or [] if item and item[0] is not None}
-                   for entry in meta["output_top_logprobs"]]
+            top = [
+                {int(item[1]): float(item[0]) for item in entry or [] if item and item[0] is not None}
+                for entry in meta["output_top_logprobs"]
+            ]
         top = checked_top_logprobs(self.name, top, tokens, request)
         return SegmentResult(tokens, finish.get("type") == "stop", top)
 

@@ -21,8 +21,14 @@ from stars_plugins.errors import ServingError, ServingUnavailableError
 #: Environment variable read when no `api_key` is passed.
 API_KEY_ENV = "STARS_ENGINE_API_KEY"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-_RETRY_EXCEPTIONS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.WriteError,
-                     httpx.RemoteProtocolError, httpx.PoolTimeout)
+_RETRY_EXCEPTIONS = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+    httpx.PoolTimeout,
+)
 
 
 class HttpTransport:
@@ -48,20 +54,20 @@ class HttpTransport:
         self.has_api_key = bool(key)
         self._sleep = sleep
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._client = client or httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=connect_timeout), limits=limits
-        )
+        self._client = client or httpx.Client(timeout=httpx.Timeout(timeout, connect=connect_timeout), limits=limits)
         self._client.headers.update(headers)
 
     def get_json(self, url: str, *, timeout: float | None = None, retries: int | None = None) -> Any:
         return self._send("GET", url, None, timeout, retries)
 
-    def post_json(self, url: str, body: dict[str, Any], *, timeout: float | None = None,
-                  retries: int | None = None) -> Any:
+    def post_json(
+        self, url: str, body: dict[str, Any], *, timeout: float | None = None, retries: int | None = None
+    ) -> Any:
         return self._send("POST", url, body, timeout, retries)
 
-    def _send(self, method: str, url: str, body: dict[str, Any] | None, timeout: float | None,
-              retries: int | None) -> Any:
+    def _send(
+        self, method: str, url: str, body: dict[str, Any] | None, timeout: float | None, retries: int | None
+    ) -> Any:
         attempts = 1 + (self.retries if retries is None else retries)
         last: str = ""
         for attempt in range(attempts):
@@ -90,8 +96,11 @@ class HttpTransport:
             try:
                 return response.json()
             except ValueError as exc:
-                raise ServingError(f"{method} {url} answered with a body that is not JSON: {response.text[:200]!r}",
-                                  url=url, status=response.status_code) from exc
+                raise ServingError(
+                    f"{method} {url} answered with a body that is not JSON: {response.text[:200]!r}",
+                    url=url,
+                    status=response.status_code,
+                ) from exc
         raise ServingUnavailableError(
             f"{method} {url} failed {attempts} time(s), last: {last}. Is the server running and reachable? "
             "(requests are retried with backoff; raise `retries` for a server that restarts slowly)",

@@ -62,10 +62,13 @@ class VLLMProtocol:
         tokens = checked_tokens(self.name, tokens, request)
         top = None
         if request.top_logprobs and isinstance(choice.get("logprobs"), dict):
-            top = [{_id_of(k): float(v) for k, v in (entry or {}).items() if _id_of(k) is not None}
-                   for entry in choice["logprobs"].get("top_logprobs") or []]
-        return SegmentResult(tokens, choice.get("finish_reason") == "stop",
-                             checked_top_logprobs(self.name, top, tokens, request))
+            top = [
+                {_id_of(k): float(v) for k, v in (entry or {}).items() if _id_of(k) is not None}
+                for entry in choice["logprobs"].get("top_logprobs") or []
+            ]
+        return SegmentResult(
+            tokens, choice.get("finish_reason") == "stop", checked_top_logprobs(self.name, top, tokens, request)
+        )
 
     def server_info(self, models: Any) -> ServerInfo:
         return max_model_len_info(models)

@@ -57,7 +57,8 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
     dtype: str = Field(default="auto", description="Policy dtype: auto, float32, bfloat16 or float16.")
     device: str | None = Field(default=None, description="Policy device; None picks CUDA when available.")
     context_window: int | None = Field(
-        default=None, gt=0,
+        default=None,
+        gt=0,
         description="Context window reported to LlamaIndex and enforced; None: the model's own window.",
     )
 
@@ -89,8 +90,14 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
     def runtime(self) -> StarsRuntime:
         """The `StarsRuntime` this LLM runs on, loaded on first use (the policy comes from the
         process-wide cache, so instances naming the same policy share it)."""
-        rt = self._slot.get(self.policy, self.reward, dtype=self.dtype, device=self.device, base=self._given_runtime,
-                            policy_tokenizer=self.policy_tokenizer)
+        rt = self._slot.get(
+            self.policy,
+            self.reward,
+            dtype=self.dtype,
+            device=self.device,
+            base=self._given_runtime,
+            policy_tokenizer=self.policy_tokenizer,
+        )
         if self.context_window is not None and self.context_window > rt.context_window:
             raise ConfigError(
                 f"context_window={self.context_window} exceeds the context window of {rt.model_name} "
@@ -221,8 +228,9 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
 
     # ================================================================== batches (one lockstep batch)
     @dispatcher.span
-    def batch_complete(self, prompts: Sequence[str], formatted: bool = False,
-                       **kwargs: Any) -> list[CompletionResponse]:
+    def batch_complete(
+        self, prompts: Sequence[str], formatted: bool = False, **kwargs: Any
+    ) -> list[CompletionResponse]:
         """Complete several prompts in ONE lockstep batch (one reward pass per round for all of them).
         Same formatting and per-call settings as `complete`; one response per prompt, in order."""
         texts, call = self._batch_call([self._completion_input(p, formatted) for p in _many(prompts)], kwargs)
@@ -230,8 +238,9 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
         return self._events(False, texts, kwargs, call, call.generate(texts))
 
     @dispatcher.span
-    async def abatch_complete(self, prompts: Sequence[str], formatted: bool = False,
-                              **kwargs: Any) -> list[CompletionResponse]:
+    async def abatch_complete(
+        self, prompts: Sequence[str], formatted: bool = False, **kwargs: Any
+    ) -> list[CompletionResponse]:
         """`batch_complete` without blocking the event loop."""
         inputs = [self._completion_input(p, formatted) for p in _many(prompts)]
         texts, call = await off_loop(self._batch_call, inputs, kwargs)
@@ -255,21 +264,31 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
     def _batch_call(self, inputs: list[tuple[Any, dict[str, Any]]], kwargs: dict[str, Any]) -> tuple[list[Any], Call]:
         return [prompt for prompt, _ in inputs], self._call(inputs[0][1] if inputs else {}, kwargs)
 
-    def _events(self, chat: bool, items: Sequence[Any], kwargs: dict[str, Any], call: Call | None = None,
-                results: list[GenerationResult] | None = None) -> Any:
+    def _events(
+        self,
+        chat: bool,
+        items: Sequence[Any],
+        kwargs: dict[str, Any],
+        call: Call | None = None,
+        results: list[GenerationResult] | None = None,
+    ) -> Any:
         """Start events (no results yet), or end events and the responses: one pair per prompt."""
         if call is None or results is None:
             payload = self.to_payload()
             for item in items:
                 dispatcher.event(
-                    events.LLMChatStartEvent(messages=list(item), additional_kwargs=kwargs, model_dict=payload) if chat
+                    events.LLMChatStartEvent(messages=list(item), additional_kwargs=kwargs, model_dict=payload)
+                    if chat
                     else events.LLMCompletionStartEvent(prompt=item, additional_kwargs=kwargs, model_dict=payload)
                 )
             return None
         responses = [_response(chat, r.text, call.describe(r)) for r in results]
         for item, response in zip(items, responses, strict=True):
-            dispatcher.event(events.LLMChatEndEvent(messages=list(item), response=response) if chat
-                             else events.LLMCompletionEndEvent(prompt=item, response=response))
+            dispatcher.event(
+                events.LLMChatEndEvent(messages=list(item), response=response)
+                if chat
+                else events.LLMCompletionEndEvent(prompt=item, response=response)
+            )
         return responses
 
 
