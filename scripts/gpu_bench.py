@@ -202,7 +202,7 @@ def main() -> int:
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         batches = 4 if batch == 1 else 1  # batch 1: four requests one after another
         for strategy in args.strategies.split(","):
-            row = measure(runtime, config.updated(strategy=strategy), batch, batches)
+            row = measure(runtime, config.for_strategy(strategy), batch, batches)
             rows.append(row)
             print(json.dumps(row), flush=True)
     device_name = torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else "cpu"

@@ -1,13 +1,16 @@
-"""The call surface framework adapters share, so that an adapter only translates.
+"""The one request path: every surface (both framework adapters, `stars serve`, the `stars`
+command) builds its calls here, so that each of them only translates.
 
+- `prepare_call` / `resolve_config`: settings + per-call overrides -> one `StarsConfig`, validated
+  once, and the reward reference checked once and resolved once;
+- `Call`: one resolved call that generates and streams; `stream_deltas` / `astream_deltas` turn
+  accepted segments into text deltas (the server's SSE chunks included), with one close/cancel
+  behaviour (leaving early stops the request at its next round);
+- `token_usage`: the one usage formula; `result_facts` / `segment_facts`: the STARS facts, JSON-ready;
 - `settings_model`: an adapter base class with one field per `StarsConfig` field (derived from
   `StarsConfig.model_fields`, so a new setting reaches every framework), validated by `StarsConfig`.
-- `resolve_config`: settings + per-call keyword overrides -> one validated `StarsConfig`.
-- `check_reward`, `reward_label`, `resolve_reward`, `RuntimeSlot`: a reward reference checked
-  early, named without loading, resolved once (on the runtime's reward device).
-- `Call`: one resolved call (runtime, config, reward, context window) that generates and streams;
-  `stream_deltas` / `astream_deltas` turn accepted segments into text deltas, with one
-  close/cancel behaviour (leaving early stops the request at its next round).
+- `check_reward`, `reward_label`, `RuntimeSlot`: a reward reference checked early, named without
+  loading; an adapter object's runtime, loaded on first use from the process-wide caches;
 - `text_token_ids` / `prompt_token_ids`: token counts with the policy's own tokenizer.
 
 Nothing here imports LangChain or LlamaIndex.
@@ -16,23 +19,25 @@ Nothing here imports LangChain or LlamaIndex.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
-from collections.abc import AsyncIterator, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, create_model
 
 from stars_plugins.config import StarsConfig
-from stars_plugins.errors import ConfigError
+from stars_plugins.errors import ConfigError, UnknownRewardError
 from stars_plugins.models import DEFAULT_POLICY_ALIASES, SMOLLM2_GGUF
-from stars_plugins.prompts import PromptInput, PromptOptions, PromptRenderer
+from stars_plugins.prompts import PromptInput
 from stars_plugins.results import GenerationResult, Segment
 from stars_plugins.rewards import RewardModel, available_rewards, load_reward
 from stars_plugins.rewards.base import reward_identity
 from stars_plugins.rewards.registry import RewardSpec, unknown_reward_error
 from stars_plugins.runtime import AsyncGenerationStream, GenerationStream, StarsRuntime
+from stars_plugins.streams import AsyncClosingStream, ClosingStream
 
 #: Other names of `StarsConfig` fields, accepted wherever settings are (`max_tokens=64`).
 ALIASES: dict[str, str] = {"max_tokens": "max_new_tokens"}
@@ -121,28 +126,40 @@ def unknown_names_error(owner: str, unknown: set[str], what: str, accepted: set[
 
 
 def resolve_config(
-    settings: Mapping[str, Any], overrides: Mapping[str, Any], *, owner: str
+    settings: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    *,
+    owner: str,
+    registered_rewards_only: bool = False,
 ) -> tuple[StarsConfig, RewardSpec]:
-    """The validated config of one call: `settings` (by `StarsConfig` name), then per-call
-    `overrides` (any name in `CALL_SETTINGS`), and the per-call reward (None: none given).
-    An unknown keyword raises `ConfigError` listing the accepted ones: nothing is ignored."""
+    """The one place a call's settings become its `StarsConfig`: `settings` (by `StarsConfig`
+    name: an adapter's fields, the CLI's flags, a server's defaults), then per-call `overrides`
+    (any name in `CALL_SETTINGS`), validated once; and the call's reward reference, checked once
+    (None: none given). An unknown keyword raises `ConfigError` listing the accepted ones: nothing
+    is ignored. `registered_rewards_only` refuses anything but a built-in reward name (a server
+    must not let clients load folders)."""
     unknown = set(overrides) - CALL_SETTINGS
     if unknown:
         raise unknown_names_error(owner, unknown, "keyword argument(s)", CALL_SETTINGS)
     values = dict(overrides)
     reward = values.pop("reward", None)
-    check_reward(reward)
+    check_reward(reward, registered_only=registered_rewards_only)
     return StarsConfig(**{**settings, **canonical(values)}), reward
 
 
 # ---------------------------------------------------------------------- rewards
-def check_reward(spec: Any) -> None:
+def check_reward(spec: Any, *, registered_only: bool = False) -> None:
     """Fail now, listing the built-in rewards, for a reward reference that cannot load later.
 
     Accepted: None (the default reward), a built-in name, a classifier folder or hub id
-    ("org/name"), a `RewardModel`, or a function `(prompts, responses) -> scores`.
+    ("org/name"), a `RewardModel`, or a function `(prompts, responses) -> scores`; with
+    `registered_only`, None or a built-in name only.
     """
-    if spec is None or isinstance(spec, RewardModel):
+    if spec is None or (isinstance(spec, RewardModel) and not registered_only):
+        return
+    if registered_only:
+        if not isinstance(spec, str) or spec not in available_rewards():
+            raise UnknownRewardError(f"unknown reward {spec!r}; this server offers: {', '.join(available_rewards())}")
         return
     if isinstance(spec, str | os.PathLike):
         text = os.fspath(spec)
@@ -249,17 +266,21 @@ class Call:
             prompts, self.config, reward=self.reward, raise_errors=raise_errors, context_window=self.context_window
         )
 
-    def stream(self, prompt: PromptInput) -> Iterator[Delta]:
+    def stream(self, prompt: PromptInput) -> DeltaStream:
         """Deltas of one prompt; the prompt is validated now, generation runs as they are read."""
         return stream_deltas(
             self.runtime.stream(prompt, self.config, reward=self.reward, context_window=self.context_window)
         )
 
-    def astream(self, prompt: PromptInput) -> AsyncIterator[Delta]:
+    def astream(self, prompt: PromptInput) -> AsyncDeltaStream:
         """`stream` for asyncio; preparing happens in a worker thread at the first delta."""
         return astream_deltas(
             self.runtime.astream(prompt, self.config, reward=self.reward, context_window=self.context_window)
         )
+
+    def with_config(self, **changes: Any) -> Call:
+        """This call with some settings changed (validated again), e.g. one seed per choice."""
+        return dataclasses.replace(self, config=self.config.updated(**changes))
 
     def describe(self, result: GenerationResult) -> dict[str, Any]:
         """A JSON-ready account of one result of this call: what generated and judged it, the
@@ -285,10 +306,14 @@ def result_facts(result: GenerationResult) -> dict[str, Any]:
     }
 
 
-def token_usage(results: Sequence[GenerationResult]) -> dict[str, int]:
-    """prompt_tokens, completion_tokens and total_tokens of some results together."""
-    prompt = sum(r.stats.prompt_tokens for r in results)
-    completion = sum(len(r.token_ids) for r in results)
+def token_usage(results: Sequence[GenerationResult], prompt_of: Sequence[int] | None = None) -> dict[str, int]:
+    """prompt_tokens, completion_tokens and total_tokens of some results together: every result's
+    accepted tokens, and each distinct prompt's tokens once. `prompt_of[i]` says which prompt
+    result i answers (n choices of one prompt share it, as OpenAI counts); by default each result
+    has its own prompt."""
+    prompts = range(len(results)) if prompt_of is None else prompt_of
+    prompt = sum({p: r.stats.prompt_tokens for p, r in zip(prompts, results, strict=True)}.values())
+    completion = sum(r.stats.accepted_tokens for r in results)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
@@ -312,9 +337,13 @@ def prepare_call(
     *,
     owner: str,
     context_window: int | None = None,
+    registered_rewards_only: bool = False,
 ) -> Call:
-    """Settings + per-call overrides -> a `Call` (config validated, reward resolved once)."""
-    config, reward = resolve_config(settings, overrides, owner=owner)
+    """The one request path every surface takes (the CLI, `stars serve`, both adapters): settings +
+    per-call overrides -> a `Call` whose config is validated once (`resolve_config`) and whose
+    reward is resolved once. `context_window` below the model's is enforced when the prompts are
+    prepared, in the one place the model's own window is."""
+    config, reward = resolve_config(settings, overrides, owner=owner, registered_rewards_only=registered_rewards_only)
     return Call(runtime, config, resolve_reward(runtime, reward), context_window)
 
 
@@ -343,47 +372,85 @@ class _Deltas:
         return Delta(self.final.text if self.final else "", self.so_far, self.final, result)
 
 
-def stream_deltas(stream: GenerationStream) -> Iterator[Delta]:
-    """One `Delta` per accepted segment, the last with the result. Closing this generator early
-    (or dropping it) closes the stream: the request stops at its next round boundary."""
-    deltas = _Deltas()
-    with stream:
-        for segment in stream:
-            if (delta := deltas.add(segment)) is not None:
-                yield delta
-        yield deltas.finish(stream.result)
+class DeltaStream(ClosingStream[Delta]):
+    """Text deltas of one request: one `Delta` per accepted segment, the last with the result.
+    A request that fails raises its error. Leaving a loop over it early, `close()` or dropping it
+    stops the request at its next round boundary; `cancel()` only flags it (safe from any thread)."""
+
+    def __init__(self, stream: GenerationStream):
+        self._stream = stream
+        self._deltas = _Deltas()
+        self._done = False
+
+    def __next__(self) -> Delta:
+        while not self._done:
+            try:
+                segment = next(self._stream)  # its own __next__: iterating it would close it between items
+            except StopIteration:
+                self._done = True
+                return self._deltas.finish(self._stream.result)
+            if (delta := self._deltas.add(segment)) is not None:
+                return delta
+        raise StopIteration
+
+    @property
+    def result(self) -> GenerationResult | None:
+        return self._stream.result
+
+    def cancel(self) -> None:
+        self._stream.cancel()
+
+    def close(self) -> None:
+        self._stream.close()
 
 
-async def astream_deltas(stream: AsyncGenerationStream) -> AsyncIterator[Delta]:
-    """`stream_deltas` for asyncio, with the same close/cancel behaviour."""
-    deltas = _Deltas()
-    try:
-        async for segment in stream:
-            if (delta := deltas.add(segment)) is not None:
-                yield delta
-        yield deltas.finish(stream.result)
-    finally:
-        await stream.aclose()
+class AsyncDeltaStream(AsyncClosingStream[Delta]):
+    """`DeltaStream` for asyncio; preparing the request happens in a worker thread at the first item."""
+
+    def __init__(self, stream: AsyncGenerationStream):
+        self._stream = stream
+        self._deltas = _Deltas()
+        self._done = False
+
+    async def __anext__(self) -> Delta:
+        while not self._done:
+            try:
+                segment = await self._stream.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                return self._deltas.finish(self._stream.result)
+            if (delta := self._deltas.add(segment)) is not None:
+                return delta
+        raise StopAsyncIteration
+
+    @property
+    def result(self) -> GenerationResult | None:
+        return self._stream.result
+
+    def cancel(self) -> None:
+        self._stream.cancel()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def stream_deltas(stream: GenerationStream) -> DeltaStream:
+    """The deltas of a segment stream (see `DeltaStream`)."""
+    return DeltaStream(stream)
+
+
+def astream_deltas(stream: AsyncGenerationStream) -> AsyncDeltaStream:
+    """The deltas of an async segment stream (see `AsyncDeltaStream`)."""
+    return AsyncDeltaStream(stream)
 
 
 # ---------------------------------------------------------------------- tokens
 def text_token_ids(runtime: StarsRuntime, text: str) -> list[int]:
     """`text` in the policy's own tokens (no special tokens added)."""
-    return list(runtime.policy.tokenizer(text, add_special_tokens=False)["input_ids"])
+    return runtime.token_ids(text)
 
 
 def prompt_token_ids(runtime: StarsRuntime, prompt: PromptInput, config: StarsConfig) -> list[int]:
     """The tokens the policy sees for `prompt` (chat template and system prompt as `config` says),
     whatever its length: counting never raises `PromptTooLongError`."""
-    return renderer(runtime).render(prompt, PromptOptions.of(config))[0]
-
-
-def renderer(runtime: StarsRuntime) -> PromptRenderer:
-    """The prompt renderer of the runtime's policy backend (any backend: built from its tokenizer)."""
-    policy = runtime.policy
-    found = getattr(policy, "renderer", None)
-    return (
-        found
-        if isinstance(found, PromptRenderer)
-        else PromptRenderer(policy.tokenizer, policy.name, policy.context_window)
-    )
+    return runtime.render(prompt, config)

@@ -9,22 +9,69 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import sys
+import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stars_plugins.errors import ConfigError
+from stars_plugins.errors import ConfigError, UnknownStrategyError
 from stars_plugins.text import check_text
 
-#: Installed by the strategy registry (`stars_plugins.decoding`) when it is imported: returns what is
-#: wrong with a strategy name, or None. Config validation asks it without importing the registry.
-_strategy_problem: Callable[[str], str | None] | None = None
+#: Settings that only some strategies read (every strategy reads the others: sampling, stopping,
+#: prompts, max_new_tokens, seed). A strategy declares which of these it uses.
+STRATEGY_SETTINGS = frozenset({
+    "horizon", "num_candidates", "max_rejections", "max_adaptive_candidates", "alpha", "beta", "acceptance",
+    "target_reward", "target_cap_quantile", "calibration_quantile", "entropy_threshold", "min_segment_tokens",
+    "max_segment_tokens",
+})  # fmt: skip
 
 
-def set_strategy_check(check: Callable[[str], str | None]) -> None:
-    global _strategy_problem
-    _strategy_problem = check
+@dataclass(frozen=True)
+class StrategyFacts:
+    """What config validation must know about a registered strategy."""
+
+    settings: frozenset[str]  # which of STRATEGY_SETTINGS it reads
+    rejects: bool  # may reject a segment and resample it from the same prefix
+
+
+#: Installed by the strategy registry (`stars_plugins.decoding`) when it is imported: the facts of a
+#: registered strategy, or what is wrong with the name. Validation asks it without importing the registry.
+_strategy_lookup: Callable[[str], StrategyFacts | str] | None = None
+_warned: set[tuple[str, ...]] = set()
+_warned_lock = threading.Lock()
+
+
+def set_strategy_lookup(lookup: Callable[[str], StrategyFacts | str]) -> None:
+    global _strategy_lookup
+    _strategy_lookup = lookup
+
+
+def _warn_once(key: tuple[str, ...], message: str) -> None:
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    warnings.warn(message, UserWarning, stacklevel=_caller_level())
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _caller_level() -> int:
+    """The stack level of the first frame outside stars_plugins and pydantic: the warning points
+    at the user's code that asked for these settings."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not (name.startswith(_PACKAGE_DIR) or f"{os.sep}pydantic" in name):
+            break
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 _INT_FIELDS = (
@@ -124,14 +171,15 @@ class StarsConfig(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc)) from None
+            only_strategy = all(tuple(e["loc"]) == ("strategy",) for e in exc.errors())
+            raise (UnknownStrategyError if only_strategy else ConfigError)(_describe(exc)) from None
 
     @field_validator("strategy")
     @classmethod
     def _registered_strategy(cls, value: str) -> str:
-        problem = _strategy_problem(value) if _strategy_problem is not None else None
-        if problem:
-            raise ValueError(problem)
+        facts = _strategy_lookup(value) if _strategy_lookup is not None else None
+        if isinstance(facts, str):
+            raise ValueError(facts)
         return value
 
     @field_validator(*_INT_FIELDS, mode="before")
@@ -197,6 +245,42 @@ class StarsConfig(BaseModel):
                 f"max_segment_tokens ({self.max_segment_tokens})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _settings_the_strategy_uses(self) -> StarsConfig:
+        """Warn (once per process and strategy) about settings the strategy does not read, and
+        about greedy decoding under a strategy that resamples (see docs/configuration.md)."""
+        facts = _strategy_lookup(self.strategy) if _strategy_lookup is not None else None
+        if not isinstance(facts, StrategyFacts):
+            return self
+        fields = type(self).model_fields
+        ignored = sorted(f for f in STRATEGY_SETTINGS - facts.settings if getattr(self, f) != fields[f].default)
+        if ignored:
+            _warn_once(
+                ("ignored", self.strategy, *ignored),
+                f"strategy {self.strategy!r} does not use {', '.join(ignored)}; those settings have no effect with it",
+            )
+        parallel = "num_candidates" in facts.settings and self.num_candidates > 1
+        if self.temperature == 0 and (facts.rejects or parallel):
+            _warn_once(
+                ("greedy", self.strategy),
+                f"temperature=0 decodes greedily, so every candidate is the same text: strategy "
+                f"{self.strategy!r} samples one candidate per segment and keeps it (scored, never "
+                "resampled), i.e. greedy decoding. Use temperature > 0 (and seed= for repeatable "
+                "output) for reward-guided decoding.",
+            )
+        return self
+
+    def for_strategy(self, strategy: str, **changes: Any) -> StarsConfig:
+        """This config under another strategy (plus `changes`), with the settings that strategy
+        does not read put back to their defaults, so that comparing strategies with one config
+        (a benchmark, say) raises no warning about them."""
+        facts = _strategy_lookup(strategy) if _strategy_lookup is not None else None
+        fields = type(self).model_fields
+        reset = {}
+        if isinstance(facts, StrategyFacts):
+            reset = {f: fields[f].default for f in STRATEGY_SETTINGS - facts.settings}
+        return self.updated(**{**reset, "strategy": strategy, **changes})
 
     def updated(self, **changes: Any) -> StarsConfig:
         """A validated copy with `changes` applied (unlike `model_copy`, which skips validation)."""

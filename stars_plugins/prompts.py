@@ -6,6 +6,7 @@ every policy backend reuses it with its own tokenizer.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,17 +84,19 @@ class PromptOptions:
     system_prompt: str | None = None
     truncate_prompt: bool = False
     max_new_tokens: int = 128
+    context_window: int | None = None  # a window below the model's that the caller enforces (None: the model's)
 
     @classmethod
-    def of(cls, config: Any) -> PromptOptions:
+    def of(cls, config: Any, context_window: int | None = None) -> PromptOptions:
         """The prompt options of a `StarsConfig` (or of anything with the same attributes)."""
         if isinstance(config, PromptOptions):
-            return config
+            return config if context_window is None else dataclasses.replace(config, context_window=context_window)
         return cls(
             apply_chat_template=config.apply_chat_template,
             system_prompt=config.system_prompt,
             truncate_prompt=config.truncate_prompt,
             max_new_tokens=config.max_new_tokens,
+            context_window=context_window,
         )
 
 
@@ -136,11 +139,16 @@ class PromptRenderer:
         return list(ids), reward_prompt
 
     def prepare(self, prompts: Sequence[PromptInput], options: PromptOptions) -> list[PreparedPrompt]:
-        """Render every prompt and check it fits the context window with its token budget."""
+        """Render every prompt and check it fits the context window with its token budget: the
+        model's window, or the smaller one a caller enforces (`options.context_window`). This is
+        the one place a request's length is checked."""
         options = PromptOptions.of(options)
         prepared = []
         new_tokens = options.max_new_tokens
-        budget = self.context_window - new_tokens
+        window = self.context_window
+        if options.context_window is not None and options.context_window < window:
+            window = options.context_window
+        budget = window - new_tokens
         for index, prompt in enumerate(prompts):
             ids, reward_prompt = self.render(prompt, options, index)
             truncated = False
@@ -148,17 +156,29 @@ class PromptRenderer:
                 if not options.truncate_prompt or budget < 1:
                     raise PromptTooLongError(
                         f"prompt {index} has {len(ids)} tokens; with max_new_tokens={new_tokens} "
-                        f"it needs {len(ids) + new_tokens}, but the context window of "
-                        f"{self.name} is {self.context_window} tokens. Shorten the prompt, lower "
-                        "max_new_tokens, or set truncate_prompt=True to keep the prompt's last tokens.",
+                        f"it needs {len(ids) + new_tokens}, but {self._window_text(window)}. Shorten the prompt, "
+                        "lower max_new_tokens, or "
+                        + (
+                            "raise context_window."
+                            if window < self.context_window
+                            else "set truncate_prompt=True to keep the prompt's last tokens."
+                        ),
                         index=index,
                         prompt_tokens=len(ids),
                         max_new_tokens=new_tokens,
-                        limit=self.context_window,
+                        limit=window,
                     )
                 ids, truncated = ids[-budget:], True
             prepared.append(PreparedPrompt(index, prompt, tuple(ids), reward_prompt, truncated))
         return prepared
+
+    def _window_text(self, window: int) -> str:
+        if window < self.context_window:
+            return (
+                f"the context window is {window} tokens (context_window={window}; "
+                f"{self.name} allows {self.context_window})"
+            )
+        return f"the context window of {self.name} is {window} tokens"
 
 
 def normalize_messages(prompt: Any, index: int) -> list[dict[str, str]]:
@@ -217,5 +237,9 @@ class TokenizerSide:
         """Render every prompt and check it fits the context window with its token budget."""
         return self.renderer.prepare(prompts, options)
 
+    def token_ids(self, text: str) -> list[int]:
+        """`text` in the policy's tokens, no special tokens added."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.token_ids(text))

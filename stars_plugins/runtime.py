@@ -18,12 +18,11 @@ from stars_plugins.decoding import (
     FinishEvent,
     RequestState,
     SegmentEvent,
-    check_strategy,
     get_strategy,
 )
 from stars_plugins.decoding.state import Event
 from stars_plugins.devices import resolve_device
-from stars_plugins.errors import ConfigError, PromptError, PromptTooLongError, StarsError
+from stars_plugins.errors import ConfigError, PromptError, StarsError
 from stars_plugins.model_source import is_server_url, policy_source
 from stars_plugins.prompts import PromptInput, PromptOptions, prompt_list
 from stars_plugins.results import GenerationResult, Segment
@@ -105,17 +104,32 @@ class StarsRuntime:
     def context_window(self) -> int:
         return self.policy.context_window
 
+    @property
+    def has_chat_template(self) -> bool:
+        """Whether the policy's tokenizer has a chat template (else prompts are rendered as text)."""
+        return self.policy.has_chat_template
+
+    def render(self, prompt: PromptInput, config: StarsConfig | None = None) -> list[int]:
+        """The token ids the policy sees for `prompt` under `config`'s prompt settings (chat
+        template, system prompt), whatever its length: rendering never raises `PromptTooLongError`."""
+        return self.policy.render(prompt, PromptOptions.of(config or self.config))[0]
+
+    def token_ids(self, text: str) -> list[int]:
+        """`text` in the policy's own tokens (no special tokens added)."""
+        return self.policy.token_ids(text)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.token_ids(text))
+
     def resolve_config(
         self, config: StarsConfig | None = None, *, strategy: str | None = None, **overrides: Any
     ) -> StarsConfig:
-        """The config a call runs with: `config` (or the runtime's default) plus overrides; an
-        unregistered strategy name raises `UnknownStrategyError` (a `ConfigError`)."""
+        """The config a call runs with: `config` (or the runtime's default) plus overrides,
+        validated by `StarsConfig` (an unregistered strategy raises `UnknownStrategyError`)."""
         base = config or self.config
         if strategy is not None:
             overrides["strategy"] = strategy
-        resolved = base.updated(**overrides)
-        check_strategy(resolved.strategy)
-        return resolved
+        return base.updated(**overrides)
 
     # ------------------------------------------------------------------ generation
     def generate(
@@ -208,10 +222,7 @@ class StarsRuntime:
         context_window: int | None,
         overrides: dict[str, Any],
     ) -> GenerationJob:
-        job = self.start(prompts, config, strategy=strategy, reward=reward, **overrides)
-        if context_window is not None:
-            job.check_context_window(context_window, self.model_name, self.context_window)
-        return job
+        return self.start(prompts, config, strategy=strategy, reward=reward, context_window=context_window, **overrides)
 
     def start(
         self,
@@ -220,14 +231,16 @@ class StarsRuntime:
         *,
         strategy: str | None = None,
         reward: RewardSpec = None,
+        context_window: int | None = None,
         **overrides: Any,
     ) -> GenerationJob:
-        """Validate and tokenize the prompts now; run later with `job.run()` or `job.events()`."""
+        """Validate and tokenize the prompts now; run later with `job.run()` or `job.events()`.
+        `context_window` enforces a window smaller than the model's (`PromptTooLongError`)."""
         resolved = self.resolve_config(config, strategy=strategy, **overrides)
         checked = prompt_list(prompts)
         reward_model = self.reward if reward is None else load_reward(reward, device=self.reward_device)
         decoder = get_strategy(resolved.strategy)
-        prepared = self.policy.prepare(checked, PromptOptions.of(resolved))
+        prepared = self.policy.prepare(checked, PromptOptions.of(resolved, context_window))
         requests = decoder.requests(prepared, resolved)
         return GenerationJob(decoder, DecodeContext(self.policy, reward_model), requests, self.scheduler)
 
@@ -322,25 +335,6 @@ class GenerationJob:
         """Stop every request at the next round boundary (thread-safe: a flag per request)."""
         for request in self.requests:
             request.cancelled = True
-
-    def check_context_window(self, window: int, model_name: str, model_window: int) -> None:
-        """Raise `PromptTooLongError` for a prompt that, with its token budget, exceeds `window`: a
-        limit below the model's own (which preparing the prompts enforced already), as an adapter
-        reports to its framework. Prompts the config lets the runtime truncate are not checked."""
-        for request in self.requests:
-            prompt_tokens, budget = len(request.prepared.token_ids), request.config.max_new_tokens
-            if window >= model_window or request.config.truncate_prompt or prompt_tokens + budget <= window:
-                continue
-            raise PromptTooLongError(
-                f"prompt {request.index} has {prompt_tokens} tokens; with max_new_tokens={budget} it needs "
-                f"{prompt_tokens + budget}, but the context window is {window} tokens (context_window={window}; "
-                f"{model_name} allows {model_window}). Shorten the prompt, lower max_new_tokens, or raise "
-                "context_window.",
-                index=request.index,
-                prompt_tokens=prompt_tokens,
-                max_new_tokens=budget,
-                limit=window,
-            )
 
 
 class GenerationStream(ClosingStream[Segment]):

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from stars_plugins.backends.protocol import PolicyBackend
+from stars_plugins.decoding import Group, Strategy
 from stars_plugins.decoding.scoring import DecodeContext
 from stars_plugins.decoding.state import Event, FinishEvent, RequestState
 from stars_plugins.errors import EngineError, RewardError
@@ -46,7 +47,7 @@ _OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
 
 @dataclass
 class _Submission:
-    strategy: Any
+    strategy: Strategy
     ctx: DecodeContext
     requests: list[RequestState]
 
@@ -58,9 +59,9 @@ class _Submission:
 @dataclass
 class _Group:
     key: tuple[Any, ...]
-    strategy: Any
+    strategy: Strategy
     ctx: DecodeContext  # the submission's context (the group's state sees the reward through the policy lock)
-    state: Any  # the strategy's group: SegmentedGroup or BestOfNGroup
+    state: Group  # the strategy's group: SegmentedGroup or BestOfNGroup
     incoming: list[RequestState] = field(default_factory=list)  # admitted by the group's next run
     running: bool = False  # a worker thread owns `state` while this is set
     broken: bool = False  # its state failed beyond repair: dropped at the next cycle
@@ -194,7 +195,11 @@ class Scheduler:
 
     # ------------------------------------------------------------------ callers
     def submit(
-        self, strategy: Any, ctx: DecodeContext, requests: Sequence[RequestState], listener: Callable[[Event], None]
+        self,
+        strategy: Strategy,
+        ctx: DecodeContext,
+        requests: Sequence[RequestState],
+        listener: Callable[[Event], None],
     ) -> None:
         """Queue `requests`; `listener` receives each of their events on the engine thread."""
         if not requests:
@@ -281,7 +286,7 @@ class Scheduler:
             return None
         return self._open(key, submission.strategy, submission.ctx)
 
-    def _open(self, key: tuple[Any, ...], strategy: Any, ctx: DecodeContext) -> _Group:
+    def _open(self, key: tuple[Any, ...], strategy: Strategy, ctx: DecodeContext) -> _Group:
         own = dataclasses.replace(ctx, reward=_RewardOutsidePolicyLock(ctx.reward, self._policy_lock))
         group = _Group(key, strategy, ctx, strategy.open_group(own))
         self._groups.append(group)
@@ -397,12 +402,13 @@ def _deliver(events: Sequence[Event]) -> None:
 
 
 _create_lock = threading.Lock()
+_schedulers: dict[int, Scheduler] = {}  # by id(policy); a scheduler holds its policy, so the id stays its own
 
 
 def scheduler_for(policy: PolicyBackend) -> Scheduler:
     """The one scheduler of a loaded policy (created on first use)."""
     with _create_lock:
-        scheduler = getattr(policy, "_scheduler", None)
+        scheduler = _schedulers.get(id(policy))
         if scheduler is None:
-            scheduler = policy._scheduler = Scheduler(policy)
+            scheduler = _schedulers[id(policy)] = Scheduler(policy)
         return scheduler

@@ -67,3 +67,23 @@ def test_a_boundary_strategy_is_refused_by_a_backend_without_boundaries(toy):
     [result] = toy.generate(["p"], StarsConfig(strategy="cards", max_new_tokens=8), raise_errors=False)
     assert result.finish_reason == "error" and isinstance(result.error, ConfigError)
     assert "does not support" in str(result.error)
+
+
+def test_greedy_decoding_under_a_resampling_strategy_keeps_each_segment_without_resampling():
+    """temperature 0 makes every candidate the same text: one row per request, and a rejected
+    segment is kept at once (forced) instead of being resampled max_rejections times."""
+    from stars_plugins import config as config_module
+
+    config_module._warned.clear()  # the warning is once per process
+    never = CallableReward(lambda prompts, responses: [-1.0] * len(responses))
+    runtime = StarsRuntime(ToyBackend(), reward=never)
+    greedy = dict(horizon=4, max_new_tokens=12, num_candidates=4, target_reward=0.0, acceptance="hard")
+    with pytest.warns(UserWarning, match="temperature=0 decodes greedily"):
+        config = StarsConfig(strategy="stars", temperature=0.0, max_rejections=20, **greedy)
+    [result] = runtime.generate(["p"], config)
+    stats = result.stats
+    assert result.text == "a" * 12  # the toy policy's greedy letter
+    assert stats.rounds == stats.segments == stats.forced_accepts == 3
+    assert stats.rejections == 3 and stats.sampled_tokens == stats.accepted_tokens == 12
+    [best] = runtime.generate(["p"], config.updated(strategy="best_of_n"))
+    assert best.stats.sampled_tokens == 12  # one sample, not four identical ones

@@ -270,3 +270,36 @@ def test_both_adapters_reach_every_setting_with_the_same_error_text() -> None:
             with pytest.raises(ConfigError) as raised:
                 cls(**bad)
             assert str(raised.value) == str(reference.value)
+
+
+# ---------------------------------------------------------------------- one request path
+def _result(prompt_tokens: int, tokens: int) -> GenerationResult:
+    result = GenerationResult("p", "x" * tokens, list(range(tokens)), None, "length", "stars")
+    result.stats.prompt_tokens, result.stats.accepted_tokens = prompt_tokens, tokens
+    return result
+
+
+def test_one_usage_formula_counts_each_distinct_prompt_once() -> None:
+    results = [_result(10, 3), _result(10, 4), _result(7, 5)]
+    assert calls.token_usage(results) == {"prompt_tokens": 27, "completion_tokens": 12, "total_tokens": 39}
+    # n choices of one prompt (as stars serve's n) share its tokens
+    shared = calls.token_usage(results, prompt_of=[0, 0, 1])
+    assert shared == {"prompt_tokens": 17, "completion_tokens": 12, "total_tokens": 29}
+
+
+def test_a_server_takes_built_in_reward_names_only() -> None:
+    assert (
+        calls.resolve_config({}, {"reward": "sentiment"}, owner="srv", registered_rewards_only=True)[1] == "sentiment"
+    )
+    for spec in ("/etc/passwd", "org/model", lambda p, r: [0.0] * len(r), 3):
+        with pytest.raises(UnknownRewardError, match="this server offers"):
+            calls.resolve_config({}, {"reward": spec}, owner="srv", registered_rewards_only=True)
+
+
+def test_the_runtime_offers_what_adapters_count_with(tmp_path) -> None:
+    from toy_backend import ToyBackend
+
+    runtime = StarsRuntime(ToyBackend(), CallableReward(lambda p, r: [0.0] * len(r)))
+    assert calls.text_token_ids(runtime, "abc") == [0, 1, 2] == runtime.token_ids("abc")
+    assert runtime.count_tokens("abc d") == 4 and not runtime.has_chat_template
+    assert calls.prompt_token_ids(runtime, "hi", StarsConfig()) == runtime.render("hi") == [1, 2, 3]

@@ -83,3 +83,58 @@ def test_a_registered_strategy_is_a_valid_config_value():
         assert StarsConfig(strategy="mine").strategy == "mine"
     finally:
         del _registry["mine"]
+
+
+def test_an_unknown_strategy_is_an_unknown_strategy_error_from_the_config_itself():
+    from stars_plugins.errors import UnknownStrategyError
+
+    with pytest.raises(UnknownStrategyError, match="unknown strategy 'beam'"):
+        StarsConfig(horizon=8, strategy="beam")
+    with pytest.raises(ConfigError) as info:  # other mistakes beside it: a plain ConfigError naming both
+        StarsConfig(horizon=0, strategy="beam")
+    assert not isinstance(info.value, UnknownStrategyError) and "horizon" in str(info.value)
+
+
+def test_settings_the_strategy_ignores_warn_once_per_process(recwarn):
+    from stars_plugins import config as config_module
+
+    config_module._warned.clear()
+    StarsConfig(strategy="stars", entropy_threshold=2.5)  # a CARDS setting under STARS
+    StarsConfig(strategy="stars", entropy_threshold=2.0)
+    StarsConfig(strategy="cards", entropy_threshold=2.0, horizon=8)  # the horizon under CARDS
+    StarsConfig(strategy="vanilla", num_candidates=4, alpha=0.9)
+    StarsConfig(strategy="stars", horizon=8, num_candidates=4, alpha=0.9)  # all read by STARS: no warning
+    messages = [str(w.message) for w in recwarn.list if issubclass(w.category, UserWarning)]
+    assert messages == [
+        "strategy 'stars' does not use entropy_threshold; those settings have no effect with it",
+        "strategy 'cards' does not use horizon; those settings have no effect with it",
+        "strategy 'vanilla' does not use alpha, num_candidates; those settings have no effect with it",
+    ]
+    assert all(w.filename == __file__ for w in recwarn.list)  # the warning points at the caller
+
+
+def test_greedy_decoding_under_a_strategy_that_resamples_warns_once(recwarn):
+    from stars_plugins import config as config_module
+
+    config_module._warned.clear()
+    StarsConfig(strategy="vanilla", temperature=0.0)  # plain greedy: nothing to say
+    StarsConfig(strategy="best_of_n", temperature=0.0, num_candidates=1)  # one sample: nothing either
+    StarsConfig(strategy="stars", temperature=0.0)
+    StarsConfig(strategy="stars", temperature=0.0, seed=3)
+    StarsConfig(strategy="best_of_n", temperature=0.0, num_candidates=4)
+    messages = [str(w.message) for w in recwarn.list]
+    assert len(messages) == 2 and all("temperature=0 decodes greedily" in m for m in messages)
+    assert "'stars'" in messages[0] and "'best_of_n'" in messages[1]
+
+
+def test_for_strategy_resets_what_the_new_strategy_ignores(recwarn):
+    from stars_plugins import config as config_module
+
+    config_module._warned.clear()
+    shared = StarsConfig(horizon=8, num_candidates=4, alpha=0.9, max_new_tokens=32, seed=1)
+    vanilla = shared.for_strategy("vanilla")
+    assert (vanilla.strategy, vanilla.horizon, vanilla.num_candidates, vanilla.alpha) == ("vanilla", 8, 1, 0.5)
+    assert (vanilla.max_new_tokens, vanilla.seed) == (32, 1)  # settings every strategy reads are kept
+    best = shared.for_strategy("best_of_n", max_new_tokens=16)
+    assert (best.num_candidates, best.alpha, best.max_new_tokens) == (4, 0.5, 16)
+    assert not [w for w in recwarn.list if issubclass(w.category, UserWarning)]

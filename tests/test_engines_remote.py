@@ -209,10 +209,10 @@ def test_a_failed_round_loses_no_accepted_prefix_and_the_next_round_works():
     batch.run_round([4, 4])
     before = [list(row.prefix) for row in batch.rows]
     server.down = True
-    with pytest.raises(
-        ServingUnavailableError, match=r"2 of 2 segment requests to llama.cpp failed.*http://engine:8080"
-    ):
-        batch.run_round([4, 4])
+    out = batch.run_round([4, 4])
+    assert sorted(out.errors) == [0, 1] and out.lengths.tolist() == [0, 0]
+    for error in out.errors.values():
+        assert isinstance(error, ServingUnavailableError) and "http://engine:8080" in str(error)
     assert [row.prefix for row in batch.rows] == before
     server.down = False
     batch.run_round([4, 4])
@@ -220,12 +220,33 @@ def test_a_failed_round_loses_no_accepted_prefix_and_the_next_round_works():
         assert row.prefix[: len(old)] == old and len(row.prefix) > len(old)
 
 
-def test_a_4xx_fails_with_the_servers_message():
+def test_a_4xx_belongs_to_its_own_row_and_carries_the_servers_message():
     policy = make_policy(FakeLlamaServer())
-    batch = policy.open_batch([list(range(1, 300))], [1], rows(1))
-    with pytest.raises(ServingError, match="HTTP 400: the request exceeds the available context size") as info:
-        batch.run_round([4])
+    batch = policy.open_batch([list(range(1, 300)), [1, 5]], [1, 1], rows(2))
+    out = batch.run_round([4, 4])
+    [(row, error)] = out.errors.items()
+    assert row == 0 and isinstance(error, ServingError) and error.status == 400
+    assert "HTTP 400: the request exceeds the available context size" in str(error)
+    assert int(out.lengths[1]) > 0 and batch.rows[1].prefix == [1, 5, *out.segment(1)]
+    with pytest.raises(ServingError, match="1 of 2 segment requests to llama.cpp failed") as info:
+        policy.generate([_request(tuple(range(1, 300))), _request((1, 5))], [0, 0])
     assert info.value.status == 400
+
+
+def test_a_request_the_engine_refuses_fails_alone_and_its_batch_neighbours_finish():
+    from stars_plugins import StarsRuntime
+    from stars_plugins.rewards.base import CallableReward
+
+    runtime = StarsRuntime(make_policy(FakeLlamaServer()), CallableReward(lambda p, r: [1.0] * len(r)))
+    refused = " ".join(["5"] * 220)  # fits the client's window of 256, not the fake server's 200
+    results = runtime.generate(["1 5", refused, "1 6"], horizon=4, max_new_tokens=8, seed=1, raise_errors=False)
+    assert [r.finish_reason for r in results] == ["length", "error", "length"]
+    assert isinstance(results[1].error, ServingError) and results[1].error.status == 400
+    assert all(len(r.token_ids) == 8 for r in (results[0], results[2]))
+
+
+def _request(prompt) -> SegmentRequest:
+    return SegmentRequest(prompt=prompt, max_tokens=4, temperature=1.0, top_k=0, top_p=1.0, seed=1)
 
 
 def test_entropy_boundaries_cut_segments_from_the_returned_top_logprobs():

@@ -61,7 +61,9 @@ class RejectFirstTries:
         return scores
 
 
-GREEDY = {"temperature": 0.0, "target_reward": 0.0, "acceptance": "hard"}
+# top_k=1 keeps only the most likely token: greedy tokens, while STARS still resamples a rejected
+# segment (temperature=0 would switch greedy mode on, which keeps a rejected segment at once).
+GREEDY = {"temperature": 1.0, "top_k": 1, "target_reward": 0.0, "acceptance": "hard"}
 
 
 @pytest.mark.parametrize("horizon", [5, 16])

@@ -16,8 +16,9 @@ import pytest
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
+from toy_backend import ToyBackend
 
-from stars_plugins import StarsConfig, StarsRuntime
+from stars_plugins import StarsConfig, StarsRuntime, load_reward
 from stars_plugins.server.app import create_app
 from stars_plugins.server.errors import APIError
 from stars_plugins.server.limits import AdmissionGate, check_api_key
@@ -30,6 +31,12 @@ from stars_plugins.server.protocol import (
 )
 
 BASE = StarsConfig(max_new_tokens=32, horizon=4)
+#: A runtime without a model (the toy backend): what request planning needs of one, its default config.
+RT = StarsRuntime(ToyBackend(), load_reward("sentiment"), BASE)
+
+
+def runtime_with(config: StarsConfig) -> StarsRuntime:
+    return StarsRuntime(RT.policy, RT.reward, config)
 
 
 def chat(**fields):
@@ -44,7 +51,7 @@ def api_error(fn, *args) -> APIError:
 
 # ---------------------------------------------------------------------------- request -> config
 def test_openai_fields_map_onto_the_config():
-    plan = plan_request(chat(max_tokens=12, temperature=0.3, top_p=0.9, stop="END", seed=5), BASE, ServerLimits())
+    plan = plan_request(chat(max_tokens=12, temperature=0.3, top_p=0.9, stop="END", seed=5), RT, ServerLimits())
     [choice] = plan.choices
     assert choice.prompt == [{"role": "user", "content": "hi"}]
     c = choice.config
@@ -54,34 +61,34 @@ def test_openai_fields_map_onto_the_config():
 
 
 def test_max_completion_tokens_and_stop_lists():
-    c = plan_request(chat(max_completion_tokens=7, stop=["a", "b"]), BASE, ServerLimits()).choices[0].config
+    c = plan_request(chat(max_completion_tokens=7, stop=["a", "b"]), RT, ServerLimits()).choices[0].config
     assert (c.max_new_tokens, c.stop) == (7, ("a", "b"))
-    err = api_error(plan_request, chat(max_tokens=5, max_completion_tokens=7), BASE, ServerLimits())
+    err = api_error(plan_request, chat(max_tokens=5, max_completion_tokens=7), RT, ServerLimits())
     assert err.param == "max_completion_tokens"
 
 
 def test_stars_object_sets_stars_fields_and_reward():
     plan = plan_request(
         chat(stars={"horizon": 8, "num_candidates": 3, "strategy": "vanilla", "reward": "sentiment"}),
-        BASE,
+        RT,
         ServerLimits(),
     )
     c = plan.choices[0].config
-    assert (c.horizon, c.num_candidates, c.strategy, plan.reward) == (8, 3, "vanilla", "sentiment")
+    assert (c.horizon, c.num_candidates, c.strategy, plan.choices[0].call.reward.name) == (8, 3, "vanilla", "sentiment")
     assert "max_new_tokens" not in stars_keys() and "reward" in stars_keys()
 
 
 def test_n_choices_get_distinct_consecutive_seeds():
-    plan = plan_request(chat(n=3, seed=10), BASE, ServerLimits())
+    plan = plan_request(chat(n=3, seed=10), RT, ServerLimits())
     assert [c.config.seed for c in plan.choices] == [10, 11, 12]
     assert [c.index for c in plan.choices] == [0, 1, 2]
-    unseeded = plan_request(chat(n=2), BASE, ServerLimits())
+    unseeded = plan_request(chat(n=2), RT, ServerLimits())
     seeds = [c.config.seed for c in unseeded.choices]
     assert seeds[0] is not None and seeds[1] == seeds[0] + 1
 
 
 def test_completions_take_several_prompts_and_no_chat_template_by_default():
-    plan = plan_request(CompletionRequest(model="stars", prompt=["a", "b"], n=2), BASE, ServerLimits())
+    plan = plan_request(CompletionRequest(model="stars", prompt=["a", "b"], n=2), RT, ServerLimits())
     assert [(c.index, c.prompt_index, c.prompt) for c in plan.choices] == [
         (0, 0, "a"),
         (1, 0, "a"),
@@ -90,7 +97,7 @@ def test_completions_take_several_prompts_and_no_chat_template_by_default():
     ]
     assert not plan.choices[0].config.apply_chat_template
     templated = plan_request(
-        CompletionRequest(model="stars", prompt="a", stars={"apply_chat_template": True}), BASE, ServerLimits()
+        CompletionRequest(model="stars", prompt="a", stars={"apply_chat_template": True}), RT, ServerLimits()
     )
     assert templated.choices[0].config.apply_chat_template
 
@@ -119,7 +126,7 @@ def test_completions_take_several_prompts_and_no_chat_template_by_default():
     ],
 )
 def test_invalid_settings_name_the_field(fields, param):
-    err = api_error(plan_request, chat(**fields), BASE, ServerLimits())
+    err = api_error(plan_request, chat(**fields), RT, ServerLimits())
     assert (err.status, err.param) == (400, param)
     assert err.body()["error"]["type"] == "invalid_request_error"
 
@@ -129,7 +136,7 @@ def test_neutral_values_of_unsupported_fields_are_accepted():
         chat(
             logprobs=False, presence_penalty=0, tools=[], tool_choice="auto", user="u", response_format={"type": "text"}
         ),
-        BASE,
+        RT,
         ServerLimits(),
     )
 
@@ -360,6 +367,6 @@ def test_missing_api_key_variable_is_a_clear_error(monkeypatch):
 
 
 def test_a_lower_candidates_limit_caps_a_server_default_of_adaptive_candidates():
-    base = BASE.updated(max_adaptive_candidates=8)
+    base = runtime_with(BASE.updated(max_adaptive_candidates=8))
     assert plan_request(chat(), base, ServerLimits(max_candidates=4)).choices[0].config.max_adaptive_candidates == 4
     assert plan_request(chat(), base, ServerLimits()).choices[0].config.max_adaptive_candidates == 8

@@ -72,12 +72,19 @@ class ToyBackend:
     context_window = 1024
     tokenizer = None
     supports_boundary = False
+    has_chat_template = False
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return "".join(chr(97 + t) for t in token_ids if t < 26)
 
+    def token_ids(self, text: str) -> list[int]:
+        return [ord(c) - 97 for c in text if "a" <= c <= "z"]
+
+    def render(self, prompt, options: PromptOptions, index: int = 0) -> tuple[list[int], str]:
+        return [1, 2, 3], prompt
+
     def prepare(self, prompts, options: PromptOptions) -> list[PreparedPrompt]:
-        return [PreparedPrompt(i, p, (1, 2, 3), p) for i, p in enumerate(prompts)]
+        return [PreparedPrompt(i, p, tuple(self.render(p, options, i)[0]), p) for i, p in enumerate(prompts)]
 
     def open_batch(self, prompts, copies, sampling) -> ToyBatch:
         assert len(sampling) == sum(copies)

@@ -8,7 +8,7 @@ the scheduler see only these two protocols; a new engine is one module implement
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -23,12 +23,15 @@ BoundaryRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @dataclass
 class RoundOutput:
     """What one round produced (CPU tensors): `tokens[r, :lengths[r]]` is row r's new segment,
-    the EOS token included where `hit_eos[r]`."""
+    the EOS token included where `hit_eos[r]`. A row in `errors` produced nothing: its segment
+    request failed (a serving engine's 4xx for that prompt, say), which fails that row's request
+    only; the other rows' segments stand."""
 
     tokens: torch.Tensor  # [R, steps]
     lengths: torch.Tensor  # [R]
     hit_eos: torch.Tensor  # [R] bool
     restore: Any = None  # backend-private state that `rollback` needs
+    errors: dict[int, BaseException] = field(default_factory=dict)
 
     def segment(self, row: int) -> list[int]:
         return self.tokens[row, : int(self.lengths[row])].tolist()
@@ -74,7 +77,8 @@ class PolicyBatch(Protocol):
 
 @runtime_checkable
 class PolicyBackend(Protocol):
-    """A loaded policy. `tokenizer` is used for rendering prompts and decoding text only."""
+    """A loaded policy. Its text side (rendering prompts, decoding, counting tokens) is the
+    shared `prompts.TokenizerSide` over `tokenizer`, the served model's tokenizer."""
 
     name: str
     eos_token_ids: tuple[int, ...]
@@ -83,9 +87,20 @@ class PolicyBackend(Protocol):
     tokenizer: Any
     supports_boundary: bool  # can end segments by a logits rule (CARDS)
 
+    @property
+    def has_chat_template(self) -> bool: ...
+
     def decode(self, token_ids: Sequence[int]) -> str: ...
 
-    def prepare(self, prompts: Sequence[PromptInput], options: PromptOptions) -> list[PreparedPrompt]: ...
+    def render(self, prompt: PromptInput, options: PromptOptions, index: int = 0) -> tuple[list[int], str]:
+        """Token ids for the policy and the prompt text for the reward model (no length check)."""
+        ...
+
+    def prepare(self, prompts: Sequence[PromptInput], options: PromptOptions) -> list[PreparedPrompt]:
+        """Render every prompt and check that it fits the context window with its token budget."""
+        ...
+
+    def token_ids(self, text: str) -> list[int]: ...
 
     def open_batch(
         self, prompts: Sequence[Sequence[int]], copies: Sequence[int], sampling: Sequence[RowSampling]

@@ -397,11 +397,11 @@ def run_eval(
     if not prompts:
         raise ValueError("no prompts to evaluate")
     order = sorted(strategies, key=lambda s: s != "stars")  # STARS first, the rest in the order given
-    runtime.generate([prompts[0].prompt], config.updated(strategy="vanilla", max_new_tokens=2))  # warm-up
+    runtime.generate([prompts[0].prompt], config.for_strategy("vanilla", max_new_tokens=2))  # warm-up
     reports: dict[str, StrategyReport] = {}
     n_note = None
     for strategy in order:
-        run_config = config.updated(strategy=strategy)
+        run_config = config.for_strategy(strategy)
         if strategy == "vanilla":
             run_config = run_config.updated(num_candidates=1)
         if strategy == "best_of_n":

@@ -178,7 +178,7 @@ def run_bench(
     with tqdm(cells, desc="bench", disable=not progress, unit="run") as bar:
         for strategy, batch_size in bar:
             bar.set_postfix_str(f"{strategy} x{batch_size}")
-            rows.append(run_batches(runtime, prompts, config.updated(strategy=strategy), batch_size))
+            rows.append(run_batches(runtime, prompts, config.for_strategy(strategy), batch_size))
     return {
         "policy": runtime.model_name,
         "reward": runtime.reward.name,

@@ -76,21 +76,35 @@ def decoding_options(max_new_tokens: int = 128, horizon: int = 16, candidates: i
     return parent
 
 
-def config_from_args(args: argparse.Namespace, **extra: Any):
-    from stars_plugins.config import StarsConfig
-
-    return StarsConfig(
-        horizon=args.horizon,
-        num_candidates=args.candidates,
-        max_new_tokens=args.max_new_tokens,
-        max_rejections=args.max_rejections,
-        target_reward=args.target_reward,
-        temperature=args.temperature,
-        seed=args.seed,
-        max_adaptive_candidates=args.adaptive_candidates,
-        target_cap_quantile=args.target_cap_quantile,
+def overrides_from_args(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """The decoding flags as `StarsConfig` settings (plus `extra`: a command's own settings)."""
+    return {
+        "horizon": args.horizon,
+        "num_candidates": args.candidates,
+        "max_new_tokens": args.max_new_tokens,
+        "max_rejections": args.max_rejections,
+        "target_reward": args.target_reward,
+        "temperature": args.temperature,
+        "seed": args.seed,
+        "max_adaptive_candidates": args.adaptive_candidates,
+        "target_cap_quantile": args.target_cap_quantile,
         **extra,
-    )
+    }
+
+
+def config_from_args(args: argparse.Namespace, **extra: Any) -> Any:
+    """The command's `StarsConfig`, validated through the one request path (`calls.resolve_config`)
+    before any model loads, so a bad flag is reported at once."""
+    from stars_plugins import calls
+
+    return calls.resolve_config({}, overrides_from_args(args, **extra), owner=f"stars {args.command}")[0]
+
+
+def call_from_args(args: argparse.Namespace, runtime: Any, **extra: Any) -> Any:
+    """The command's `calls.Call` on a loaded runtime (its reward: the runtime's)."""
+    from stars_plugins import calls
+
+    return calls.prepare_call(runtime, {}, overrides_from_args(args, **extra), owner=f"stars {args.command}")
 
 
 def runtime_from_args(args: argparse.Namespace, reward: str | None = None):

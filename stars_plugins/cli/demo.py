@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
 
     prompts = first_per_kind(load_eval_prompts(args.prompts or demo_prompt_path()), args.limit)
     strategies = ("vanilla", "stars")
-    configs = {s: config_from_args(args, strategy=s) for s in strategies}
+    base = config_from_args(args)
+    configs = {s: base.for_strategy(s) for s in strategies}
     runtime = runtime_from_args(args)
     print(
         f"policy: {runtime.model_name}   reward: {runtime.reward.name}   "

@@ -7,6 +7,7 @@ import json
 import sys
 
 from stars_plugins.cli.common import (
+    call_from_args,
     config_from_args,
     runtime_from_args,
     stats_line,
@@ -18,16 +19,16 @@ def run(args: argparse.Namespace) -> int:
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     check_prompt(prompt)  # arguments first: a mistake is reported before the model loads
-    config = config_from_args(args, strategy=args.strategy, stop=tuple(args.stop or ()))
-    runtime = runtime_from_args(args)
+    settings = {"strategy": args.strategy, "stop": tuple(args.stop or ())}
+    config_from_args(args, **settings)
+    call = call_from_args(args, runtime_from_args(args), **settings)
     if args.stream and not args.json:
-        stream = runtime.stream(prompt, config)
-        for segment in stream:
-            print(segment.text, end="", flush=True)
+        for delta in call.stream(prompt):
+            print(delta.text, end="", flush=True)
+            result = delta.result
         print()
-        result = stream.result
     else:
-        [result] = runtime.generate([prompt], config)
+        [result] = call.generate([prompt])
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from stars_plugins.config import StarsConfig, set_strategy_check
+from stars_plugins.config import STRATEGY_SETTINGS, StarsConfig, StrategyFacts, set_strategy_lookup
 from stars_plugins.decoding.best_of_n import BestOfN
 from stars_plugins.decoding.judges import FinalScoreJudge, ThresholdJudge
 from stars_plugins.decoding.rules import EntropyBoundary, FixedHorizon
@@ -25,8 +25,16 @@ from stars_plugins.errors import UnknownStrategyError
 
 
 class Group(Protocol):
-    empty: bool
-    rows: int
+    """A lockstep batch of requests that advances one round per `step()`."""
+
+    @property
+    def empty(self) -> bool: ...
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def requests(self) -> list[RequestState]: ...
 
     def admit(self, requests: Sequence[RequestState]) -> list[Event]: ...
 
@@ -43,6 +51,8 @@ class Group(Protocol):
 
 class Strategy(Protocol):
     name: str
+    settings: frozenset[str]  # which of `config.STRATEGY_SETTINGS` it reads (the others warn when set)
+    rejects: bool  # may reject a segment and resample it from the same prefix
 
     def requests(self, prepared: Sequence, config: StarsConfig) -> list[RequestState]: ...
 
@@ -80,6 +90,23 @@ def strategy_problem(name: str) -> str | None:
     return f"unknown strategy {name!r}; available: {', '.join(_registry)}"
 
 
+_facts: dict[str, tuple[Callable[[], Strategy], StrategyFacts]] = {}
+
+
+def strategy_facts(name: str) -> StrategyFacts | str:
+    """What config validation needs to know about a registered strategy, or what is wrong with the name."""
+    problem = strategy_problem(name)
+    if problem:
+        return problem
+    factory = _registry[name]
+    cached = _facts.get(name)
+    if cached is None or cached[0] is not factory:  # (re-)registered: ask a fresh instance
+        strategy = factory()
+        settings = getattr(strategy, "settings", STRATEGY_SETTINGS)  # undeclared: assume it reads all
+        cached = _facts[name] = (factory, StrategyFacts(frozenset(settings), bool(getattr(strategy, "rejects", False))))
+    return cached[1]
+
+
 def check_strategy(name: str) -> str:
     """`name` if a strategy is registered under it, else `UnknownStrategyError` (a `ConfigError`)
     with the text `StarsConfig` validation gives."""
@@ -89,9 +116,9 @@ def check_strategy(name: str) -> str:
     return name
 
 
-# StarsConfig checks strategy names at construction through this hook (config.py cannot import
-# the registry: the registry's strategies import config).
-set_strategy_check(strategy_problem)
+# StarsConfig checks strategy names and the settings a strategy reads at construction through this
+# hook (config.py cannot import the registry: the registry's strategies import config).
+set_strategy_lookup(strategy_facts)
 
 
 def get_strategy(name: str) -> Strategy:

@@ -24,12 +24,16 @@ class BestOfN:
     """
 
     name = "best_of_n"
+    settings = frozenset({"horizon", "num_candidates"})
+    rejects = False
 
     def __init__(self) -> None:
         self.sampler = SegmentedDecoder(self.name, FixedHorizon(), NoJudge(), candidates=lambda c: 1)
 
     def requests(self, prepared: Sequence, config: StarsConfig) -> list[RequestState]:
-        return [RequestState.create(p, config, self.name, rows=config.num_candidates) for p in prepared]
+        # Greedy decoding (temperature 0) gives N identical responses: one is enough.
+        samples = 1 if config.temperature == 0 else config.num_candidates
+        return [RequestState.create(p, config, self.name, rows=samples) for p in prepared]
 
     def group_key(self, config: StarsConfig) -> tuple[Any, ...]:
         return self.sampler.group_key(config)

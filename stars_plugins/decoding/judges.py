@@ -40,6 +40,9 @@ Items = Sequence[tuple[RequestState, list[Candidate]]]
 
 
 class Judge(Protocol):
+    settings: frozenset[str]  # the config settings the judge reads (of config.STRATEGY_SETTINGS)
+    rejects: bool  # may reject every candidate of a segment (which is then resampled)
+
     def start(self, ctx: DecodeContext, requests: Sequence[RequestState]) -> None: ...
 
     def forced_tokens(self, request: RequestState) -> list[int] | None: ...
@@ -51,6 +54,9 @@ class Judge(Protocol):
 
 class NoJudge:
     """Every first candidate is accepted and nothing is scored (plain sampling)."""
+
+    settings: frozenset[str] = frozenset()
+    rejects = False
 
     def start(self, ctx: DecodeContext, requests: Sequence[RequestState]) -> None:
         pass
@@ -139,7 +145,16 @@ class ThresholdJudge:
     The target comes from the config, else the reward model's `default_target`, else each
     request's own first-round candidate rewards (its own `calibration_quantile`), so a request's
     threshold never depends on what shares its batch.
+
+    Greedy decoding (temperature 0) makes every resample of a segment the same text: then a
+    rejected segment is kept at once (as a forced accept), never resampled.
     """
+
+    settings = frozenset({
+        "max_rejections", "max_adaptive_candidates", "alpha", "beta", "acceptance", "target_reward",
+        "target_cap_quantile", "calibration_quantile",
+    })  # fmt: skip
+    rejects = True
 
     def start(self, ctx: DecodeContext, requests: Sequence[RequestState]) -> None:
         """R(prompt, "") for every new request, in one call: where each threshold starts."""
@@ -229,7 +244,7 @@ class ThresholdJudge:
             state.rejections += 1
             if math.isfinite(cand.reward) and (state.best is None or cand.reward > state.best.reward):
                 state.best = cand
-            if state.rejections >= c.max_rejections:
+            if state.rejections >= (0 if c.temperature == 0 else c.max_rejections):
                 best = state.best
                 if best is None:
                     r.finish(

@@ -18,6 +18,8 @@ from stars_plugins.config import StarsConfig
 
 
 class SegmentRule(Protocol):
+    settings: frozenset[str]  # the config settings the rule reads (of config.STRATEGY_SETTINGS)
+
     def budget(self, config: StarsConfig) -> int: ...
 
     def boundary(self, config: StarsConfig) -> BoundaryRule | None: ...
@@ -27,6 +29,8 @@ class SegmentRule(Protocol):
 
 class FixedHorizon:
     """STARS: every segment is K = `config.horizon` tokens (fewer only at EOS or the budget's end)."""
+
+    settings = frozenset({"horizon"})
 
     def budget(self, config: StarsConfig) -> int:
         return config.horizon
@@ -43,6 +47,8 @@ class EntropyBoundary:
     (after at least `min_segment_tokens`, at most `max_segment_tokens`). A round lasts until the
     batch's longest segment ends."""
 
+    settings = frozenset({"entropy_threshold", "min_segment_tokens", "max_segment_tokens"})
+
     def budget(self, config: StarsConfig) -> int:
         return config.max_segment_tokens
 
@@ -55,6 +61,8 @@ class EntropyBoundary:
 
 class WholeResponse:
     """One segment is the whole response: a round runs to EOS or `max_new_tokens`."""
+
+    settings: frozenset[str] = frozenset()
 
     def budget(self, config: StarsConfig) -> int:
         return config.max_new_tokens

@@ -24,7 +24,8 @@ from stars_plugins.errors import ConfigError
 
 
 class SegmentedDecoder:
-    """A strategy made of a segment rule and a judge."""
+    """A strategy made of a segment rule and a judge. Each request samples `num_candidates` rows
+    per segment, or `candidates(config)` when given (plain sampling: one)."""
 
     def __init__(
         self,
@@ -32,12 +33,21 @@ class SegmentedDecoder:
         rule: SegmentRule,
         judge: Judge,
         *,
-        candidates: Callable[[StarsConfig], int] = lambda config: config.num_candidates,
+        candidates: Callable[[StarsConfig], int] | None = None,
     ):
         self.name = name
         self.rule = rule
         self.judge = judge
-        self.candidates = candidates
+        self._candidates = candidates
+        self.settings = rule.settings | judge.settings | ({"num_candidates"} if candidates is None else frozenset())
+        self.rejects = judge.rejects
+
+    def candidates(self, config: StarsConfig) -> int:
+        """Rows a request samples per segment: greedy decoding (temperature 0) makes every candidate
+        the same text, so then one."""
+        if config.temperature == 0:
+            return 1
+        return config.num_candidates if self._candidates is None else self._candidates(config)
 
     def requests(self, prepared: Sequence, config: StarsConfig) -> list[RequestState]:
         return [RequestState.create(p, config, self.name, rows=self.candidates(config)) for p in prepared]
@@ -175,6 +185,10 @@ class SegmentedGroup:
             else:
                 budgets.append(min(rule.budget(r.config), r.remaining))
         out = batch.run_round(budgets, self.boundary, forced)
+        for row, error in out.errors.items():  # a failed segment request fails its own request only
+            if not self.owners[row].done:
+                self.owners[row].finish("error", error)
+        active = [r for r in active if not r.done]
 
         rows_of: dict[int, list[int]] = {}
         for row, r in enumerate(self.owners):

@@ -114,11 +114,11 @@ async def _generate(
             param="model",
             code="model_not_found",
         )
-    plan = plan_request(body, state.runtime.config, state.limits)
+    plan = await asyncio.to_thread(plan_request, body, state.runtime, state.limits)  # may load the reward
     prompt_param = "messages" if chat else "prompt"
     shape = ResponseShape(chat, state.model_name)
     await state.gate.acquire()
-    events = run_choices(state.runtime, plan)
+    events = run_choices(plan)
     try:
         first = await anext(events)
     except BaseException:
@@ -178,7 +178,7 @@ def _collect(
             results[event.index] = event.result
     state.finished["completed"] += 1
     _log(state, plan, results)
-    return shape.completion(texts, results, _prompt_of(plan))
+    return shape.completion(texts, results, plan.prompt_of)
 
 
 async def _sse_stream(
@@ -213,7 +213,7 @@ async def _sse_stream(
                 yield sse(shape.chunk(event.index, None if shape.chat else "", result=event.result, with_usage=usage))
             event = await anext(events, None)
         if usage:
-            yield sse(shape.usage_chunk(results, _prompt_of(plan)))
+            yield sse(shape.usage_chunk(results, plan.prompt_of))
         yield sse("[DONE]")
         outcome = "completed"
         _log(state, plan, results)
@@ -228,10 +228,6 @@ async def _close_quietly(events: AsyncIterator[ChoiceEvent]) -> None:
     # has already flagged every choice, so nothing is lost by suppressing that.
     with contextlib.suppress(BaseException):
         await events.aclose()  # type: ignore[attr-defined]
-
-
-def _prompt_of(plan: Plan) -> dict[int, int]:
-    return {c.index: c.prompt_index for c in plan.choices}
 
 
 def _log(state: ServerState, plan: Plan, results: dict[int, Any]) -> None:

@@ -1,8 +1,9 @@
-"""Run every choice of a request through the runtime's scheduler and merge their segments.
+"""Run every choice of a request as its own call and merge their text deltas.
 
-Each choice is one `runtime.astream`, so the choices of a request, and the requests of every
-client, share the policy's lockstep batches. Closing the merged iterator (a client that went
-away) cancels every choice: each leaves its batch at the next round boundary.
+Each choice streams through the one request path (`Call.astream`: the same deltas the adapters
+stream), so the choices of a request, and the requests of every client, share the policy's
+lockstep batches. Closing the merged iterator (a client that went away) cancels every choice:
+each leaves its batch at the next round boundary.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
+from stars_plugins.calls import AsyncDeltaStream
 from stars_plugins.results import GenerationResult
 from stars_plugins.server.protocol import Plan
 
@@ -30,17 +31,16 @@ class ChoiceEvent:
         return self.result is not None or self.error is not None
 
 
-async def run_choices(runtime: Any, plan: Plan) -> AsyncIterator[ChoiceEvent]:
+async def run_choices(plan: Plan) -> AsyncIterator[ChoiceEvent]:
     """Text deltas of all choices in arrival order; every choice ends with one final event."""
     queue: asyncio.Queue[ChoiceEvent] = asyncio.Queue()
-    streams = [runtime.astream(choice.prompt, choice.config, reward=plan.reward) for choice in plan.choices]
+    streams = [choice.call.astream(choice.prompt) for choice in plan.choices]
 
-    async def pump(index: int, stream: Any) -> None:
+    async def pump(index: int, stream: AsyncDeltaStream) -> None:
         try:
-            async for segment in stream:
-                if segment.text:
-                    queue.put_nowait(ChoiceEvent(index, text=segment.text))
-            queue.put_nowait(ChoiceEvent(index, result=stream.result))
+            async for delta in stream:
+                if delta.text or delta.result is not None:
+                    queue.put_nowait(ChoiceEvent(index, text=delta.text, result=delta.result))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # this choice failed (its reward, its prompt): report it, others go on

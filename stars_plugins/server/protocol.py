@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stars_plugins import calls
+from stars_plugins.calls import Call
 from stars_plugins.config import StarsConfig
-from stars_plugins.errors import ConfigError
+from stars_plugins.errors import ConfigError, UnknownRewardError
 from stars_plugins.server.errors import APIError, bad_request
 
 # StarsConfig fields that have an OpenAI spelling: they are set with the OpenAI field only.
@@ -163,26 +165,35 @@ def _message_dict(index: int, message: ChatMessage) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Choice:
-    """One generation a request asks for: a prompt and the config it runs with."""
+    """One generation a request asks for: a prompt and the call it runs as."""
 
     index: int
     prompt_index: int  # which prompt of the request (the n choices of one prompt share it)
     prompt: Any
-    config: StarsConfig
+    call: Call
+
+    @property
+    def config(self) -> StarsConfig:
+        return self.call.config
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A request translated: its choices (prompts x n), the reward to use and how to answer."""
+    """A request translated: its choices (prompts x n) and how to answer."""
 
     choices: list[Choice]
-    reward: str | None
     stream: bool
     include_usage: bool
 
+    @property
+    def prompt_of(self) -> dict[int, int]:
+        return {c.index: c.prompt_index for c in self.choices}
 
-def plan_request(request: ChatCompletionRequest | CompletionRequest, base: StarsConfig, limits: ServerLimits) -> Plan:
-    """Validate a request against the server's limits and build its choices."""
+
+def plan_request(request: ChatCompletionRequest | CompletionRequest, runtime: Any, limits: ServerLimits) -> Plan:
+    """Validate a request against the server's limits and build its choices through the one
+    request path (`calls.prepare_call`), starting from the runtime's default config. Resolving the
+    reward may load it (once per process): call this off the event loop."""
     for field, neutral in request.unsupported().items():
         value = getattr(request, field)
         if value not in neutral:
@@ -200,35 +211,47 @@ def plan_request(request: ChatCompletionRequest | CompletionRequest, base: Stars
     if len(prompts) > limits.max_prompts:
         raise bad_request(f"at most {limits.max_prompts} prompts per request", param="prompt")
 
-    changes, reward = _stars_settings(request.stars, limits)
+    overrides = _stars_settings(request.stars)
     if not is_chat:
-        changes.setdefault("apply_chat_template", False)  # a completion continues the raw text
-    changes.update(_openai_settings(request, limits))
-    config = _updated(base, changes)
-    if config.num_candidates > limits.max_candidates:
+        overrides.setdefault("apply_chat_template", False)  # a completion continues the raw text
+    overrides.update(_openai_settings(request, limits))
+    call = _call(runtime, overrides)
+    if call.config.num_candidates > limits.max_candidates:
         raise bad_request(
             f"num_candidates must be at most {limits.max_candidates} on this server", param="stars.num_candidates"
         )
-    if config.max_adaptive_candidates > limits.max_candidates:  # rows a rejected request may widen to
-        if "max_adaptive_candidates" in changes:
+    if call.config.max_adaptive_candidates > limits.max_candidates:  # rows a rejected request may widen to
+        if "max_adaptive_candidates" in overrides:
             raise bad_request(
                 f"max_adaptive_candidates must be at most {limits.max_candidates} on this server",
                 param="stars.max_adaptive_candidates",
             )
-        config = config.updated(max_adaptive_candidates=limits.max_candidates)
+        call = call.with_config(max_adaptive_candidates=limits.max_candidates)
 
-    seeds: list[int | None] = [config.seed] * request.n
+    seed = call.config.seed
+    seeds: list[int | None] = [seed] * request.n
     if request.n > 1:
         # Same prompt and seed give the same answer: n choices need n seeds.
-        first = config.seed if config.seed is not None else secrets.randbelow(2**31)
+        first = seed if seed is not None else secrets.randbelow(2**31)
         seeds = [first + j for j in range(request.n)]
     choices = [
-        Choice(i * request.n + j, i, prompt, config if seeds[j] == config.seed else config.updated(seed=seeds[j]))
+        Choice(i * request.n + j, i, prompt, call if seeds[j] == seed else call.with_config(seed=seeds[j]))
         for i, prompt in enumerate(prompts)
         for j in range(request.n)
     ]
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
-    return Plan(choices, reward, request.stream, include_usage)
+    return Plan(choices, request.stream, include_usage)
+
+
+def _call(runtime: Any, overrides: dict[str, Any]) -> Call:
+    try:
+        return calls.prepare_call(
+            runtime, runtime.config.model_dump(), overrides, owner="stars serve", registered_rewards_only=True
+        )
+    except UnknownRewardError as exc:
+        raise APIError(400, str(exc), param="stars.reward") from None
+    except ConfigError as exc:
+        raise APIError(400, str(exc), param=_param_named_in(str(exc), overrides)) from None
 
 
 def _openai_settings(request: ChatCompletionRequest | CompletionRequest, limits: ServerLimits) -> dict[str, Any]:
@@ -260,7 +283,9 @@ def _openai_settings(request: ChatCompletionRequest | CompletionRequest, limits:
     return changes
 
 
-def _stars_settings(stars: dict[str, Any] | None, limits: ServerLimits) -> tuple[dict[str, Any], str | None]:
+def _stars_settings(stars: dict[str, Any] | None) -> dict[str, Any]:
+    """The `stars` object's keys as call overrides (the reward included); keys with an OpenAI
+    spelling or that are not settings are refused, naming them."""
     settings = dict(stars or {})
     for key in settings:
         if key in OPENAI_SPELLING:
@@ -271,22 +296,7 @@ def _stars_settings(stars: dict[str, Any] | None, limits: ServerLimits) -> tuple
             raise bad_request(
                 f"unknown STARS setting {key!r}; known settings: {', '.join(stars_keys())}", param=f"stars.{key}"
             )
-    from stars_plugins.rewards import available_rewards
-
-    reward = settings.pop("reward", None)
-    if reward is not None and reward not in available_rewards():
-        # Only registered rewards: a client must not make the server load arbitrary folders.
-        raise bad_request(
-            f"unknown reward {reward!r}; this server offers: {', '.join(available_rewards())}", param="stars.reward"
-        )
-    return settings, reward
-
-
-def _updated(base: StarsConfig, changes: dict[str, Any]) -> StarsConfig:
-    try:
-        return base.updated(**changes)
-    except ConfigError as exc:
-        raise APIError(400, str(exc), param=_param_named_in(str(exc), changes)) from None
+    return settings
 
 
 def _param_named_in(message: str, changes: dict[str, Any]) -> str | None:

@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import Any
 
+from stars_plugins.calls import token_usage
 from stars_plugins.errors import (
     ConfigError,
     PromptError,
@@ -41,11 +42,9 @@ def stars_extension(result: GenerationResult) -> dict[str, Any]:
 
 
 def usage(results: dict[int, GenerationResult], prompt_of: dict[int, int]) -> dict[str, int]:
-    """Token counts: each distinct prompt once (n choices share it), every choice's accepted tokens."""
-    prompt_tokens = {prompt_of[i]: r.stats.prompt_tokens for i, r in results.items()}
-    completion = sum(r.stats.accepted_tokens for r in results.values())
-    prompt = sum(prompt_tokens.values())
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    """The one usage formula (`calls.token_usage`) over a request's choices: each distinct prompt
+    once (n choices share it), every choice's accepted tokens."""
+    return token_usage(list(results.values()), [prompt_of[i] for i in results])
 
 
 def api_error_for(exc: BaseException, *, prompt_param: str) -> APIError:

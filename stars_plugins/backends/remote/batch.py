@@ -122,28 +122,29 @@ class RemotePolicy(TokenizerSide):
     # ------------------------------------------------------------------ one round trip
     def generate(self, requests: Sequence[SegmentRequest], affinities: Sequence[int]) -> list[SegmentResult]:
         """Send every segment request at once (at most `max_concurrency` in flight); fail if any fails."""
+        answers = self.generate_each(requests, affinities)
+        errors = [a for a in answers if isinstance(a, BaseException)]
+        if errors:
+            raise _summary(errors, len(answers), self.engine)
+        return answers  # type: ignore[return-value]
+
+    def generate_each(
+        self, requests: Sequence[SegmentRequest], affinities: Sequence[int]
+    ) -> list[SegmentResult | Exception]:
+        """Send every segment request at once; each answer is its result, or the exception that
+        failed it (the others are unaffected)."""
         replicas = self.replicas
         futures = [
             self._pool.submit(self._one, replicas[affinity % len(replicas)], request)
             for request, affinity in zip(requests, affinities, strict=True)
         ]
-        results: list[SegmentResult] = []
-        errors: list[BaseException] = []
+        answers: list[SegmentResult | Exception] = []
         for future in futures:
             try:
-                results.append(future.result())
-            except Exception as exc:  # every request finishes before the round fails
-                errors.append(exc)
-        if errors:
-            first = errors[0]
-            reason = str(first) or type(first).__name__
-            message = f"{len(errors)} of {len(futures)} segment requests to {self.engine} failed; first: {reason}"
-            raise (
-                type(first)(message, url=first.url, status=first.status)
-                if isinstance(first, ServingError)
-                else ServingError(message)
-            ) from first
-        return results
+                answers.append(future.result())
+            except Exception as exc:  # every request finishes; a failure belongs to its own row
+                answers.append(exc)
+        return answers
 
     def _one(self, replica: Replica, request: SegmentRequest) -> SegmentResult:
         body = replica.protocol.request_body(request, replica.info.model)
@@ -188,10 +189,13 @@ class RemoteBatch:
                 sampled.append(r)
                 requests.append(self._request(row, int(budgets[r]), top_logprobs))
                 affinities.append(row.affinity)
-        results = self.policy.generate(requests, affinities)
+        answers = self.policy.generate_each(requests, affinities)
+        errors = {r: a for r, a in zip(sampled, answers, strict=True) if isinstance(a, BaseException)}
+        done = [(r, a) for r, a in zip(sampled, answers, strict=True) if not isinstance(a, BaseException)]
+        results = [a for _, a in done]
         if boundary is not None:
             results = cut_at_boundary(results, boundary)
-        for r, result in zip(sampled, results, strict=True):
+        for (r, _), result in zip(done, results, strict=True):
             segments[r], hit_eos[r] = result.tokens, result.hit_eos
         steps = max((len(s) for s in segments), default=0)
         tokens = torch.full((len(self.rows), steps), self.policy.pad_token_id, dtype=torch.long)
@@ -200,7 +204,7 @@ class RemoteBatch:
                 tokens[r, : len(segment)] = torch.tensor(segment, dtype=torch.long)
             self.rows[r].prefix.extend(segment)
         lengths = torch.tensor([len(s) for s in segments], dtype=torch.long)
-        return RoundOutput(tokens, lengths, torch.tensor(hit_eos, dtype=torch.bool), restore=starts)
+        return RoundOutput(tokens, lengths, torch.tensor(hit_eos, dtype=torch.bool), restore=starts, errors=errors)
 
     def _request(self, row: _Row, budget: int, top_logprobs: int) -> SegmentRequest:
         position = len(row.prefix)
@@ -249,6 +253,18 @@ class RemoteBatch:
 
     def free(self) -> None:
         self.rows = []
+
+
+def _summary(errors: Sequence[BaseException], total: int, engine: str) -> ServingError:
+    first = errors[0]
+    reason = str(first) or type(first).__name__
+    message = f"{len(errors)} of {total} segment requests to {engine} failed; first: {reason}"
+    if isinstance(first, ServingError):
+        summary = type(first)(message, url=first.url, status=first.status)
+    else:
+        summary = ServingError(message)
+    summary.__cause__ = first
+    return summary
 
 
 def cut_at_boundary(results: Sequence[SegmentResult], boundary: BoundaryRule) -> list[SegmentResult]:

@@ -111,7 +111,7 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
         return LLMMetadata(
             context_window=self.context_window or rt.context_window,
             num_output=self.max_new_tokens,
-            is_chat_model=calls.renderer(rt).has_chat_template and self.apply_chat_template,
+            is_chat_model=rt.has_chat_template and self.apply_chat_template,
             is_function_calling_model=False,
             model_name=rt.model_name,
         )
