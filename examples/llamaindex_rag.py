@@ -8,7 +8,7 @@ embedded with the bundled all-MiniLM-L6-v2, answers questions through a query en
     python examples/llamaindex_rag.py "How tall is the Gullstone Lighthouse?" --max-new-tokens 32 --stream
     STARS_MAX_NEW_TOKENS=16 STARS_HORIZON=4 python examples/llamaindex_rag.py    # small budgets
 
-Needs `pip install "stars-plugins[llamaindex]"`.
+Needs `pip install llama-index-llms-stars llama-index-embeddings-huggingface` (from a clone: `make install`).
 """
 
 from __future__ import annotations
