@@ -1,5 +1,6 @@
 """Write the category pairs and group-swap sets of the "harmless" reward from the project's own text:
-reward_training/data/harmless_category_pairs.jsonl and reward_training/data/harmless_group_swaps.jsonl.
+reward_training/data/harmless_category_pairs.jsonl, harmless_category_policy_pairs.jsonl and
+harmless_group_swaps.jsonl.
 
     python -m reward_training.build_category_pairs        # a second; deterministic (seeded)
 
@@ -15,7 +16,11 @@ Categories (the `category` field) and what each pair prefers:
   refusal, an evasive non-answer, off-topic text and a stereotyping answer;
 - `benign`: the benign prompts of harmless_pairs.jsonl with their hand-written answers: the answer over
   another prompt's answer, its own words scrambled, word salad, letter gibberish, emoji noise, a
-  repetition loop and evasive non-answers.
+  repetition loop and evasive non-answers;
+- `benign`, on-policy (harmless_category_policy_pairs.jsonl): the embedded policy's own answers, as
+  sampled by make_policy_pairs.py (harmless_policy_pairs.jsonl), over its answer to another prompt
+  and over a derailed answer: its answer's opening followed by the rest of its answer to another
+  prompt (the drift STARS must not reward: fluent, in the policy's style, and off-topic).
 
 Splits are by prompt family (text_bank.py marks each family, response template, group and name):
 a held-out prompt comes from a held-out family and is answered only with held-out response
@@ -42,10 +47,16 @@ from reward_training import text_bank as tb
 
 DATA = Path(__file__).resolve().parent / "data"
 CATEGORY_FILE = "harmless_category_pairs.jsonl"
+CATEGORY_POLICY_FILE = "harmless_category_policy_pairs.jsonl"
 SWAP_FILE = "harmless_group_swaps.jsonl"
 LICENSE = "Apache-2.0"
 SOURCE_TEMPLATES = "stars-plugins reward_training/text_bank.py (hand-written templates)"
 SOURCE_DERIVED = "stars-plugins harmless_pairs.jsonl answers (hand-written), transformed by build_category_pairs.py"
+SOURCE_POLICY = (
+    "SmolLM2-135M-Instruct samples from harmless_policy_pairs.jsonl (make_policy_pairs.py), recombined by "
+    "build_category_pairs.py"
+)
+LICENSE_POLICY = "Apache-2.0 (prompts: stars-plugins; samples: SmolLM2-135M-Instruct, Apache-2.0)"
 GENERIC_REFUSALS: tuple[str, ...] = (
     "I'm sorry, but I can't help with that.",
     "I can't help with that request.",
@@ -373,6 +384,37 @@ class Builder:
                 for text, kind in negatives:
                     self.pair(**common, chosen=answer, rejected=text, chosen_kind="helpful", rejected_kind=kind)
 
+    # ------------------------------------------------------------------------ the policy's own benign answers
+    def policy_noise(self, answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each policy answer over the policy's answer to another prompt and over a derailed answer."""
+        rows: list[dict[str, Any]] = []
+        by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for a in answers:
+            by_split[a["split"]].append(a)
+        for a in answers:
+            others = [o for o in by_split[a["split"]] if o["prompt_id"] != a["prompt_id"]]
+            for k, text in enumerate(a["answers"][:2]):
+                other = self.rng.choice(others)
+                other_text = self.rng.choice(other["answers"])
+                common = {
+                    "prompt_id": a["prompt_id"],
+                    "split": a["split"],
+                    "kind": "benign",
+                    "category": "benign",
+                    "family": a["category"],
+                    "prompt": a["prompt"],
+                    "chosen": text,
+                    "chosen_kind": "policy_answer",
+                    "source": SOURCE_POLICY,
+                    "license": LICENSE_POLICY,
+                }
+                if k == 0:
+                    rows.append({**common, "rejected": other_text, "rejected_kind": "policy_other_answer"})
+                derailed = derail(text, other_text, self.rng)
+                if derailed:
+                    rows.append({**common, "rejected": derailed, "rejected_kind": "policy_derailed"})
+        return rows
+
     # ------------------------------------------------------------------------ group swaps
     def group_swaps(self) -> None:
         """One set per (family, wording, response template, trait): the same texts for every group of the split."""
@@ -423,6 +465,15 @@ class Builder:
 
 
 # ---------------------------------------------------------------------------- noise makers
+def derail(text: str, other: str, rng: random.Random) -> str | None:
+    """The first 25-40 % of `text`'s words, then `other` from its middle on: an answer that drifts off."""
+    words, tail = text.split(), other.split()
+    if len(words) < 12 or len(tail) < 12:
+        return None
+    head = words[: max(4, int(len(words) * rng.uniform(0.25, 0.4)))]
+    return " ".join(head + tail[len(tail) // 2 :])
+
+
 def scramble(text: str, rng: random.Random) -> str:
     words = text.split()
     shuffled = words[:]
@@ -487,15 +538,44 @@ def benign_prompts(path: Path) -> list[dict[str, Any]]:
     return list(prompts.values())
 
 
-def build(seed: int = 0, handwritten: Path | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    builder = Builder(benign_prompts(handwritten or DATA / "harmless_pairs.jsonl"), seed)
+def policy_answers(path: Path) -> list[dict[str, Any]]:
+    """The policy's own answers to benign prompts in harmless_policy_pairs.jsonl (`chosen_kind` policy_answer)."""
+    prompts: dict[str, dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row["kind"] != "benign" or row.get("chosen_kind") != "policy_answer":
+            continue
+        entry = prompts.setdefault(
+            row["prompt_id"],
+            {
+                "prompt_id": row["prompt_id"],
+                "split": row["split"],
+                "category": row["category"],
+                "prompt": row["prompt"],
+                "answers": [],
+            },
+        )
+        if row["chosen"] not in entry["answers"]:
+            entry["answers"].append(row["chosen"])
+    return list(prompts.values())
+
+
+def build(
+    seed: int = 0, data: Path | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(category pairs, on-policy category pairs, group-swap sets)."""
+    folder = data or DATA
+    builder = Builder(benign_prompts(folder / "harmless_pairs.jsonl"), seed)
     builder.bias()
     builder.privacy()
     builder.hate()
     builder.benign_group()
     builder.benign_noise()
     builder.group_swaps()
-    return builder.rows, builder.swaps
+    policy_rows = builder.policy_noise(policy_answers(folder / "harmless_policy_pairs.jsonl"))
+    return builder.rows, policy_rows, builder.swaps
 
 
 def write_jsonl(path: Path, rows: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> int:
@@ -512,17 +592,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default=str(DATA))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    rows, swaps = build(args.seed)
+    rows, policy_rows, swaps = build(args.seed)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = write_jsonl(out / CATEGORY_FILE, rows)
+    n_policy = write_jsonl(out / CATEGORY_POLICY_FILE, policy_rows)
     m = write_jsonl(out / SWAP_FILE, swaps)
     counts: dict[tuple[str, str, str], int] = defaultdict(int)
-    for row in rows:
+    for row in rows + policy_rows:
         counts[(row["split"], row["category"], row["rejected_kind"])] += 1
     for key in sorted(counts):
         print(f"{key[0]:>8} {key[1]:>13} {key[2]:>14}: {counts[key]}", file=sys.stderr)
-    print(f"wrote {n} pairs to {out / CATEGORY_FILE} and {m} group-swap sets to {out / SWAP_FILE}", file=sys.stderr)
+    print(
+        f"wrote {n} pairs to {out / CATEGORY_FILE}, {n_policy} to {out / CATEGORY_POLICY_FILE} and {m} group-swap "
+        f"sets to {out / SWAP_FILE}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -12,6 +12,7 @@ from reward_training.build_category_pairs import build
 from reward_training.heldout import CHECKS, SWAP_TOLERANCE, markdown, run_checks, swap_report
 from reward_training.pairs import (
     CATEGORY_FILE,
+    CATEGORY_POLICY_FILE,
     SWAP_FILE,
     data_folder,
     default_data_paths,
@@ -42,9 +43,14 @@ def test_category_data_is_split_by_prompt_family_and_group() -> None:
         if p.category in ("bias", "privacy", "hate", "benign_group"):
             split_of_family.setdefault(p.family, set()).add(p.split)
     assert split_of_family and all(len(s) == 1 for s in split_of_family.values())
-    # no held-out response text is ever a training response
+    # no held-out counter-speech or declining text is ever a training response (the three generic
+    # one-line refusals of build_category_pairs.GENERIC_REFUSALS are shared on purpose)
     train_texts = {t for p in pairs if p.split == "train" for t in (p.chosen, p.rejected)}
-    held = [p for p in pairs if p.split == "heldout" and p.category in ("bias", "privacy", "hate")]
+    held = [
+        p
+        for p in pairs
+        if p.split == "heldout" and p.category in ("bias", "privacy", "hate") and p.chosen_kind != "refusal"
+    ]
     assert held and not {p.chosen for p in held} & train_texts
     # held-out groups (text_bank: Arabs, Hindus, Roma people ...) never occur in a training prompt
     train_prompts = " ".join(p.prompt for p in pairs if p.split == "train")
@@ -53,17 +59,26 @@ def test_category_data_is_split_by_prompt_family_and_group() -> None:
     assert categories == {"bias", "privacy", "hate", "benign_group", "benign"}
 
 
+def _rows(name: str) -> list[dict]:
+    return [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
+
+
 def test_shipped_category_data_is_what_the_builder_writes() -> None:
-    rows, swaps = build(seed=0)
-    shipped = [json.loads(line) for line in (DATA / CATEGORY_FILE).read_text().splitlines() if line.strip()]
-    assert rows == shipped
-    assert swaps == [json.loads(line) for line in (DATA / SWAP_FILE).read_text().splitlines() if line.strip()]
+    rows, policy_rows, swaps = build(seed=0)
+    assert rows == _rows(CATEGORY_FILE)
+    assert policy_rows == _rows(CATEGORY_POLICY_FILE)
+    assert swaps == _rows(SWAP_FILE)
+    kinds = {r["rejected_kind"] for r in policy_rows}
+    assert kinds == {"policy_derailed", "policy_other_answer"} and {r["split"] for r in policy_rows} == {
+        "train",
+        "heldout",
+    }
 
 
 def _without_group(text: str, item: dict[str, str]) -> str:
     for word, mark in ((item["group"], "<g>"), (item["adj"], "<a>")):
         text = re.sub(rf"\b{re.escape(word)}\b", mark, text, flags=re.IGNORECASE)
-    return text
+    return text.replace("<a> people", "<g>")  # "Jewish people" is both the plural and "{adj} people"
 
 
 def test_group_swap_sets_differ_only_in_the_group_named() -> None:
@@ -87,8 +102,9 @@ def test_the_checks_fail_a_reward_that_only_counts_characters() -> None:
 
 def test_the_swap_check_fails_a_reward_that_reads_the_group() -> None:
     swaps = load_swaps(DATA / SWAP_FILE)
-    report = swap_report(swaps, lambda prompts, responses: [float("Muslims" in p) * 3.0 for p in prompts])
-    assert report["passed"] is False and report["widest_set"]["highest"] == "Muslims"
+    # a reward that pays 3 more whenever the group is named "... people" (11 of the 26 groups)
+    report = swap_report(swaps, lambda prompts, responses: [3.0 * (" people" in p) for p in prompts])
+    assert report["passed"] is False and report["widest_set"]["highest"].endswith(" people")
 
 
 # ---------------------------------------------------------------------------- the shipped head
