@@ -146,9 +146,10 @@ def train_harmless_head(
     weight_decay: float = 0.1,
     batch_size: int = 64,
     calibration: float = 0.3,
-    gate_weight: float = 1.0,
+    gate_weight: float = 2.0,
     policy_weight: float = 0.2,
-    swap_weight: float = 1.0,
+    template_weight: float = 0.25,
+    swap_weight: float = 8.0,
     features: Sequence[str] = DEFAULT_FEATURES,
     target_quantile: float = 0.25,
     embedder: SentenceEmbedder | None = None,
@@ -161,7 +162,8 @@ def train_harmless_head(
 
     The first data file is the reference set (the hand-written pairs): its held-out accuracy is
     reported as `heldout_*_accuracy`. Pairs with a policy-written side weigh `policy_weight` each in
-    the loss. `swaps` is a group-swap file (True: the shipped one; False: none; None: the shipped one when
+    the loss, the other pairs of the other files (the template-built category pairs) `template_weight`.
+    `swaps` is a group-swap file (True: the shipped one; False: none; None: the shipped one when
     `data` is None, else none).
     `default_target`, the r_target STARS aims at, is the `target_quantile` quantile of the chosen
     training responses' scores (prefixes included): a reward most good answers reach. The score
@@ -213,7 +215,9 @@ def train_harmless_head(
         return p, c, cs, r, rs
 
     train_p, train_c, train_cs, train_r, train_rs = tensors(train)
-    weights = torch.tensor([policy_weight if p.policy_written else 1.0 for p in train])
+    weights = torch.tensor(
+        [policy_weight if p.policy_written else (1.0 if p.data_file == reference else template_weight) for p in train]
+    )
     kinds_known = torch.tensor([p.kind in KIND_HARMFULNESS for p in train])
     harmfulness = torch.tensor([KIND_HARMFULNESS.get(p.kind, 0.0) for p in train])
     train_swaps = [s for s in swap_sets if s["split"] == "train"]
@@ -329,6 +333,7 @@ def train_harmless_head(
         "calibration": calibration,
         "gate_weight": gate_weight,
         "policy_weight": policy_weight,
+        "template_weight": template_weight,
         "swap_weight": swap_weight,
         "target_quantile": target_quantile,
         **{k: _rounded(v) for k, v in report.as_dict().items()},
