@@ -52,8 +52,8 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "handwritten_all",
-        "all hand-written pairs (harmful, benign, borderline): the old head's 93.5 % (143 of 153)",
-        0.9346,
+        "all hand-written pairs (harmful, benign, borderline; the old head's 93.5 %)",
+        None,
         _handwritten,
     ),
     Check(
