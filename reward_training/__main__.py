@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--embedding-cache",
+        default=None,
+        metavar="FILE",
+        help="keep the sentence embeddings in this file between runs (development; same result without it)",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -49,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             output,
             seed=args.seed,
             epochs=args.epochs,
+            embedding_cache=args.embedding_cache,
             log=lambda line: print(line, file=sys.stderr),
             progress=not args.no_progress,
         )

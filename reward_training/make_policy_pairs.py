@@ -45,6 +45,11 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SOURCE = (
+    "SmolLM2-135M-Instruct samples by reward_training/make_policy_pairs.py, paired with refusals written by hand "
+    "or by the policy"
+)
+LICENSE = "Apache-2.0 (prompts, hand-written refusals: stars-plugins; samples: SmolLM2-135M-Instruct, Apache-2.0)"
 DATA = ROOT / "reward_training" / "data"
 #: Starts of a refusal; the policy writes the rest. Sample j of a prompt uses opener j (cyclically).
 REFUSAL_OPENERS = (
@@ -164,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                             "rejected": text,
                             "rejected_kind": "policy_compliance",
                             "chosen_kind": kind,
+                            "source": SOURCE,
+                            "license": LICENSE,
                         }
                     )
                 else:
@@ -174,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                             "rejected": refusal,
                             "rejected_kind": kind,
                             "chosen_kind": "policy_answer",
+                            "source": SOURCE,
+                            "license": LICENSE,
                         }
                     )
     output = Path(args.output)

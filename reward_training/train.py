@@ -3,22 +3,26 @@
 Maintainer tooling, kept out of the `stars-plugins` wheel: the runtime only loads the trained head
 (`stars_plugins/rewards/weights/`).
 
-Bradley-Terry: minimise -log sigmoid(s(prompt, chosen) - s(prompt, rejected)) over pairs. Two
+Bradley-Terry: minimise -log sigmoid(s(prompt, chosen) - s(prompt, rejected)) over pairs. Three
 small terms join it: a calibration term, -log sigmoid(s(chosen)) - log sigmoid(-s(rejected)), which
 puts good answers above 0 and bad ones below it on every prompt (STARS compares rewards with one
-threshold across prompts, so the scale must not drift from prompt to prompt), and a logistic loss
-that teaches the head's gate each prompt's kind (harmful 1, borderline 0.5, benign 0). The
-sentence embedder stays frozen, so every text is embedded once and training the head takes seconds.
-STARS scores unfinished answers, so each pair also yields prefix pairs (the first 10 to 60 tokens
-of both responses). The split into train and held-out is by prompt, as the data files mark it.
+threshold across prompts, so the scale must not drift from prompt to prompt); a logistic loss that
+teaches the head's gate each prompt's kind (harmful 1, borderline 0.5, benign 0); and a group-swap
+term, the variance of the scores of one prompt and response written for different groups, so that
+the group named does not move the score. The sentence embedder stays frozen, so every text is
+embedded once and training the head takes seconds. STARS scores unfinished answers, so each pair
+also yields prefix pairs (the first 10 to 60 tokens of both responses). The split into train and
+held-out is by prompt (and, for the category pairs, by prompt family), as the data files mark it.
 
-Two files are shipped: the hand-written pairs (harmless_pairs.jsonl) and on-policy pairs
-(harmless_policy_pairs.jsonl, written by reward_training/make_policy_pairs.py from samples of the embedded
-policy), so that the reward also knows what the policy's own compliance and answers look like.
+The data (reward_training/data/, see its README): hand-written pairs (harmless_pairs.jsonl), the
+policy's own samples (harmless_policy_pairs.jsonl, harmless_category_policy_pairs.jsonl), the
+template-built category pairs (harmless_category_pairs.jsonl: bias, privacy, hate, benign noise
+and evasion) and the group-swap sets (harmless_group_swaps.jsonl).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -29,123 +33,30 @@ from typing import Any
 
 import torch
 
+from reward_training.pairs import (  # noqa: F401  (re-exported: the data API lived here before)
+    CATEGORY_FILE,
+    HANDWRITTEN_FILE,
+    POLICY_FILE,
+    PREFIX_TOKENS,
+    REQUIRED_FIELDS,
+    DataError,
+    PreferencePair,
+    data_folder,
+    default_data_path,
+    default_data_paths,
+    default_swap_path,
+    load_pairs,
+    load_swaps,
+    token_prefix_cutter,
+    with_prefixes,
+)
 from stars_plugins.acceptance import quantile
-from stars_plugins.jsonl import read_jsonl
-from stars_plugins.rewards.harmless import HEAD_FILE, PairHead, SentenceEmbedder
+from stars_plugins.rewards.harmless import FEATURES, HEAD_FILE, PairHead, SentenceEmbedder
 
-REQUIRED_FIELDS = {"prompt_id": str, "split": str, "kind": str, "prompt": str, "chosen": str, "rejected": str}
-PREFIX_TOKENS = (10, 20, 35, 60)
 #: What the gate learns for each prompt kind: how much a refusal is the right answer.
 KIND_HARMFULNESS = {"harmful": 1.0, "borderline": 0.5, "benign": 0.0}
-HANDWRITTEN_FILE = "harmless_pairs.jsonl"
-POLICY_FILE = "harmless_policy_pairs.jsonl"
-
-
-class DataError(ValueError):
-    """A malformed line in a preference data file; the message names the file and line."""
-
-
-@dataclass(frozen=True)
-class PreferencePair:
-    prompt_id: str
-    split: str
-    kind: str
-    prompt: str
-    chosen: str
-    rejected: str
-    category: str = ""
-    rejected_kind: str = ""
-    prefix_tokens: int | None = None
-    source: str = ""  # the data file's name
-
-
-def data_folder() -> Path:
-    return Path(__file__).resolve().parent / "data"
-
-
-def default_data_path() -> Path:
-    """The hand-written pairs."""
-    return data_folder() / HANDWRITTEN_FILE
-
-
-def default_data_paths() -> list[Path]:
-    """The shipped training data: the hand-written pairs, and the on-policy pairs where present."""
-    paths = [default_data_path()]
-    policy = data_folder() / POLICY_FILE
-    if policy.is_file():
-        paths.append(policy)
-    return paths
-
-
-def load_pairs(path: str | Path) -> list[PreferencePair]:
-    """Read (prompt, chosen, rejected) pairs, one JSON object per line."""
-    path = Path(path)
-    pairs = []
-    for where, row in read_jsonl(path, what="preference data file", error=DataError):
-        for name, kind in REQUIRED_FIELDS.items():
-            if name not in row:
-                raise DataError(f"{where}: missing field {name!r}")
-            if not isinstance(row[name], kind):
-                raise DataError(f"{where}: field {name!r} must be a {kind.__name__}")
-        if row["split"] not in ("train", "heldout"):
-            raise DataError(f"{where}: split must be 'train' or 'heldout', got {row['split']!r}")
-        if not row["prompt"].strip():
-            raise DataError(f"{where}: empty prompt")
-        if not row["chosen"].strip() and not row["rejected"].strip():
-            raise DataError(f"{where}: chosen and rejected are both empty")
-        pairs.append(
-            PreferencePair(
-                row["prompt_id"],
-                row["split"],
-                row["kind"],
-                row["prompt"],
-                row["chosen"],
-                row["rejected"],
-                str(row.get("category", "")),
-                str(row.get("rejected_kind", "")),
-                source=path.name,
-            )
-        )
-    if not pairs:
-        raise DataError(f"{path}: no preference pairs")
-    return pairs
-
-
-def with_prefixes(
-    pairs: Sequence[PreferencePair], cut: Callable[[str, int], str | None], lengths: Sequence[int] = PREFIX_TOKENS
-) -> list[PreferencePair]:
-    """Add prefix pairs: both responses cut to their first n tokens, for each n shorter than both.
-    `cut(text, n)` returns the first n tokens of text, or None when it has no more than n."""
-    out = list(pairs)
-    for pair in pairs:
-        for n in lengths:
-            chosen, rejected = cut(pair.chosen, n), cut(pair.rejected, n)
-            if chosen is not None and rejected is not None:
-                out.append(
-                    PreferencePair(
-                        pair.prompt_id,
-                        pair.split,
-                        pair.kind,
-                        pair.prompt,
-                        chosen,
-                        rejected,
-                        pair.category,
-                        pair.rejected_kind,
-                        prefix_tokens=n,
-                        source=pair.source,
-                    )
-                )
-    return out
-
-
-def token_prefix_cutter(tokenizer: Any) -> Callable[[str, int], str | None]:
-    """Cut text after its n-th token (by character offsets, so the prefix is the original text)."""
-
-    def cut(text: str, n: int) -> str | None:
-        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        return text[: offsets[n - 1][1]] if len(offsets) > n else None
-
-    return cut
+#: The head's scalar inputs besides the embeddings (see stars_plugins.rewards.harmless.FEATURES).
+DEFAULT_FEATURES: tuple[str, ...] = FEATURES
 
 
 @dataclass
@@ -160,7 +71,7 @@ class TrainingReport:
     heldout_prefix_accuracy: float
     heldout_accuracy: float
     heldout_accuracy_by_kind: dict[str, float]
-    #: held-out on-policy pairs (harmless_policy_pairs.jsonl), where given
+    #: held-out pairs with a policy-written side, where given
     heldout_policy_full_accuracy: float | None
     heldout_policy_prefix_accuracy: float | None
     heldout_policy_accuracy: float | None
@@ -170,15 +81,63 @@ class TrainingReport:
     epochs: int
     seed: int
     data: list[str] = field(default_factory=list)
+    #: reward_training.heldout: accuracy per category on held-out full responses and prefixes
+    heldout_checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: reward_training.heldout.swap_report on the held-out group-swap sets
+    group_swap: dict[str, Any] = field(default_factory=dict)
+    #: sha256 of each data file, so a head can be matched to the data it was trained on
+    data_sha256: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class EmbeddingTable:
+    """Every text embedded once (optionally kept in a cache file between runs): vectors and text statistics."""
+
+    def __init__(
+        self,
+        embedder: SentenceEmbedder,
+        texts: Sequence[str],
+        *,
+        cache: Path | None = None,
+        progress: bool = True,
+    ):
+        from tqdm.auto import tqdm
+
+        self.texts = sorted(set(texts))
+        self.index = {t: i for i, t in enumerate(self.texts)}
+        stored: dict[str, torch.Tensor] = torch.load(cache) if cache is not None and cache.is_file() else {}
+        key = lambda t: hashlib.sha1(t.encode("utf-8")).hexdigest()  # noqa: E731
+        missing = [t for t in self.texts if key(t) not in stored]
+        chunk = max(1, embedder.batch_size)
+        for start in tqdm(range(0, len(missing), chunk), desc="embedding", unit="batch", disable=not progress):
+            part = missing[start : start + chunk]
+            vectors, stats = embedder.encode_with_stats(part)
+            assert stats is not None
+            for text, row in zip(part, torch.cat([vectors, stats], dim=-1).cpu(), strict=True):
+                stored[key(text)] = row.clone()
+        if cache is not None and missing:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(stored, cache)
+        rows = torch.stack([stored[key(t)] for t in self.texts]) if self.texts else torch.zeros((0, embedder.dim + 3))
+        self.vectors = rows[:, : embedder.dim].contiguous()
+        self.stats = rows[:, embedder.dim :].contiguous()
+
+    def take(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [self.index[t] for t in texts]
+        return self.vectors[rows], self.stats[rows]
 
 
 def train_harmless_head(
     data: str | Path | Sequence[str | Path] | None = None,
     output: str | Path | None = None,
     *,
+    swaps: str | Path | bool | None = None,
     seed: int = 0,
     epochs: int = 40,
     hidden: int = 256,
@@ -187,10 +146,14 @@ def train_harmless_head(
     weight_decay: float = 0.1,
     batch_size: int = 64,
     calibration: float = 0.3,
-    gate_weight: float = 1.0,
+    gate_weight: float = 2.0,
     policy_weight: float = 0.2,
+    template_weight: float = 0.25,
+    swap_weight: float = 8.0,
+    features: Sequence[str] = DEFAULT_FEATURES,
     target_quantile: float = 0.25,
     embedder: SentenceEmbedder | None = None,
+    embedding_cache: str | Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> TrainingReport:
@@ -198,16 +161,20 @@ def train_harmless_head(
     save safetensors + JSON metadata (accuracies, `default_target`) to `output`.
 
     The first data file is the reference set (the hand-written pairs): its held-out accuracy is
-    reported as `heldout_*_accuracy`. Pairs of the other files (the on-policy pairs) weigh
-    `policy_weight` each in the loss and their held-out accuracy is reported separately.
+    reported as `heldout_*_accuracy`. Pairs with a policy-written side weigh `policy_weight` each in
+    the loss, the other pairs of the other files (the template-built category pairs) `template_weight`.
+    `swaps` is a group-swap file (True: the shipped one; False: none; None: the shipped one when
+    `data` is None, else none).
     `default_target`, the r_target STARS aims at, is the `target_quantile` quantile of the chosen
     training responses' scores (prefixes included): a reward most good answers reach. The score
-    that best separates chosen from rejected responses is recorded too (`decision_threshold`); it
-    is lower, and as a target it lets too much through (on the held-out split's prompts STARS then
-    scored below best-of-N).
+    that best separates chosen from rejected responses is recorded too (`decision_threshold`).
+    `embedding_cache` keeps the embeddings in a file between runs (development only: the result is
+    the same with or without it).
     """
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
+
+    from reward_training.heldout import run_checks, swap_report
 
     torch.manual_seed(seed)
     random.seed(seed)
@@ -219,6 +186,10 @@ def train_harmless_head(
         paths = [Path(p) for p in data]
     if not paths:
         raise ValueError("no preference data files given")
+    if swaps is None:
+        swaps = data is None
+    swap_path = default_swap_path() if swaps is True else (Path(swaps) if swaps else None)
+    swap_sets = load_swaps(swap_path) if swap_path is not None else []
     embedder = embedder or SentenceEmbedder()
     raw: list[PreferencePair] = []
     reference = paths[0].name
@@ -229,28 +200,33 @@ def train_harmless_head(
     heldout = [p for p in pairs if p.split == "heldout"]
     if not train:
         raise DataError(f"no pairs with split 'train' in {', '.join(str(p) for p in paths)}")
-    texts = sorted({t for p in pairs for t in (p.prompt, p.chosen, p.rejected)})
+    swap_texts = [item[k] for s in swap_sets for item in s["items"] for k in ("prompt", "response")]
+    texts = [t for p in pairs for t in (p.prompt, p.chosen, p.rejected)] + swap_texts
     log(
         f"{len(train)} train pairs, {len(heldout)} held-out pairs (prefix pairs included) from "
-        f"{', '.join(p.name for p in paths)}; embedding {len(texts)} texts"
+        f"{', '.join(p.name for p in paths)}; {len(swap_sets)} group-swap sets; embedding {len(set(texts))} texts"
     )
-
-    index = {t: i for i, t in enumerate(texts)}
-    chunk = max(1, embedder.batch_size)
-    parts = []
-    for start in tqdm(range(0, len(texts), chunk), desc="embedding", unit="batch", disable=not progress):
-        parts.append(embedder.encode(texts[start : start + chunk]).cpu())
-    vectors = torch.cat(parts) if parts else torch.zeros((0, embedder.dim))
+    table = EmbeddingTable(embedder, texts, cache=Path(embedding_cache) if embedding_cache else None, progress=progress)
 
     def tensors(subset: Sequence[PreferencePair]) -> tuple[torch.Tensor, ...]:
-        take = lambda attr: vectors[[index[getattr(p, attr)] for p in subset]]  # noqa: E731
-        return take("prompt"), take("chosen"), take("rejected")
+        p, _ = table.take([x.prompt for x in subset])
+        c, cs = table.take([x.chosen for x in subset])
+        r, rs = table.take([x.rejected for x in subset])
+        return p, c, cs, r, rs
 
-    train_p, train_c, train_r = tensors(train)
-    weights = torch.tensor([1.0 if p.source == reference else policy_weight for p in train])
+    train_p, train_c, train_cs, train_r, train_rs = tensors(train)
+    weights = torch.tensor(
+        [policy_weight if p.policy_written else (1.0 if p.data_file == reference else template_weight) for p in train]
+    )
     kinds_known = torch.tensor([p.kind in KIND_HARMFULNESS for p in train])
     harmfulness = torch.tensor([KIND_HARMFULNESS.get(p.kind, 0.0) for p in train])
-    head = PairHead(embedder.dim, hidden=hidden, dropout=dropout)
+    train_swaps = [s for s in swap_sets if s["split"] == "train"]
+    swap_tensors = [
+        (table.take([i["prompt"] for i in s["items"]]), table.take([i["response"] for i in s["items"]]))
+        for s in train_swaps
+    ]
+    swaps_per_batch = max(1, math.ceil(len(swap_tensors) / max(1, math.ceil(len(train) / batch_size))))
+    head = PairHead(embedder.dim, hidden=hidden, dropout=dropout, features=features)
     optimiser = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
     softplus = torch.nn.functional.softplus
@@ -258,10 +234,12 @@ def train_harmless_head(
     for epoch in bar:
         head.train()
         order = torch.randperm(len(train), generator=generator)
+        swap_order = torch.randperm(len(swap_tensors), generator=generator).tolist() if swap_tensors else []
         total = 0.0
-        for start in range(0, len(train), batch_size):
+        for step, start in enumerate(range(0, len(train), batch_size)):
             batch = order[start : start + batch_size]
-            chosen, rejected = head(train_p[batch], train_c[batch]), head(train_p[batch], train_r[batch])
+            chosen = head(train_p[batch], train_c[batch], train_cs[batch])
+            rejected = head(train_p[batch], train_r[batch], train_rs[batch])
             terms = softplus(rejected - chosen)  # = -log sigmoid(chosen - rejected)
             if calibration:
                 terms = terms + calibration * (softplus(-chosen) + softplus(rejected))
@@ -273,6 +251,12 @@ def train_harmless_head(
                 loss = loss + gate_weight * torch.nn.functional.binary_cross_entropy_with_logits(
                     logits, harmfulness[batch][known]
                 )
+            chosen_sets = swap_order[step * swaps_per_batch : (step + 1) * swaps_per_batch]
+            if swap_weight and chosen_sets:
+                spread = torch.stack(
+                    [head(sp, sr, srs).var() for (sp, _), (sr, srs) in (swap_tensors[i] for i in chosen_sets)]
+                )
+                loss = loss + swap_weight * spread.mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -284,31 +268,37 @@ def train_harmless_head(
     head.eval()
 
     @torch.no_grad()
+    def score(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        p, _ = table.take(prompts)
+        r, rs = table.take(responses)
+        return head(p, r, rs).tolist()
+
     def accuracy(subset: Sequence[PreferencePair]) -> float | None:
         if not subset:
             return None
-        p, c, r = tensors(subset)
-        return float((head(p, c) > head(p, r)).float().mean())
+        prompts = [p.prompt for p in subset]
+        c, r = score(prompts, [p.chosen for p in subset]), score(prompts, [p.rejected for p in subset])
+        return sum(a > b for a, b in zip(c, r, strict=True)) / len(subset)
 
     @torch.no_grad()
     def gate_accuracy(subset: Sequence[PreferencePair]) -> float | None:
         kinds = {p.prompt: p.kind for p in subset if p.kind in ("harmful", "benign")}
         if not kinds:
             return None
-        logits = head.harmfulness(vectors[[index[t] for t in kinds]])
+        logits = head.harmfulness(table.take(list(kinds))[0])
         truth = torch.tensor([k == "harmful" for k in kinds.values()])
         return float(((logits > 0) == truth).float().mean())
 
-    with torch.no_grad():
-        p, c, r = tensors(train)
-        chosen_scores, rejected_scores = head(p, c).tolist(), head(p, r).tolist()
-    held_ref = [p for p in heldout if p.source == reference]
-    held_policy = [p for p in heldout if p.source != reference]
+    prompts = [p.prompt for p in train]
+    chosen_scores = score(prompts, [p.chosen for p in train])
+    rejected_scores = score(prompts, [p.rejected for p in train])
+    held_ref = [p for p in heldout if p.data_file == reference]
+    held_policy = [p for p in heldout if p.policy_written]
     kinds = sorted({p.kind for p in held_ref})
     report = TrainingReport(
         train_pairs=len(train),
         heldout_pairs=len(heldout),
-        train_accuracy=_num(accuracy(train)),
+        train_accuracy=sum(a > b for a, b in zip(chosen_scores, rejected_scores, strict=True)) / len(train),
         heldout_full_accuracy=_num(accuracy([p for p in held_ref if p.prefix_tokens is None])),
         heldout_prefix_accuracy=_num(accuracy([p for p in held_ref if p.prefix_tokens is not None])),
         heldout_accuracy=_num(accuracy(held_ref)),
@@ -321,7 +311,10 @@ def train_harmless_head(
         decision_threshold=separating_threshold(chosen_scores, rejected_scores),
         epochs=epochs,
         seed=seed,
-        data=[p.name for p in paths],
+        data=[p.name for p in paths] + ([swap_path.name] if swap_path is not None else []),
+        heldout_checks=run_checks(pairs, score),
+        group_swap=swap_report(swap_sets, score) if swap_sets else {},
+        data_sha256={p.name: file_digest(p) for p in [*paths, *([swap_path] if swap_path is not None else [])]},
     )
     out = Path(output) if output is not None else Path(HEAD_FILE)
     if out.suffix != ".safetensors":
@@ -332,6 +325,7 @@ def train_harmless_head(
         "embedder": "all-MiniLM-L6-v2",
         "embedding_dim": embedder.dim,
         "hidden": hidden,
+        "features": list(head.feature_names),
         "dropout": dropout,
         "lr": lr,
         "weight_decay": weight_decay,
@@ -339,19 +333,18 @@ def train_harmless_head(
         "calibration": calibration,
         "gate_weight": gate_weight,
         "policy_weight": policy_weight,
+        "template_weight": template_weight,
+        "swap_weight": swap_weight,
         "target_quantile": target_quantile,
         **{k: _rounded(v) for k, v in report.as_dict().items()},
     }
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    policy_note = (
-        f"; held-out on-policy pairs {report.heldout_policy_accuracy:.3f}"
-        if report.heldout_policy_accuracy is not None
-        else ""
-    )
+    failed = [name for name, r in report.heldout_checks.items() if r["passed"] is False]
     log(
         f"held-out pairwise accuracy {report.heldout_accuracy:.3f} "
-        f"(full responses {report.heldout_full_accuracy:.3f}, prefixes {report.heldout_prefix_accuracy:.3f})"
-        f"{policy_note}; default_target {report.default_target:.3f}; wrote {out}"
+        f"(full responses {report.heldout_full_accuracy:.3f}, prefixes {report.heldout_prefix_accuracy:.3f}); "
+        f"checks below threshold: {', '.join(failed) or 'none'}; default_target {report.default_target:.3f}; "
+        f"wrote {out}"
     )
     return report
 

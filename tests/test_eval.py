@@ -8,14 +8,19 @@ import pytest
 
 from reward_training.train import load_pairs
 from stars_plugins.benchmarks.evaluation import (
+    AREAS,
     REFUSAL_PHRASES,
+    area_table,
+    first_per_area,
     first_per_kind,
     is_refusal,
     load_eval_prompts,
     markdown_table,
     matched_best_of_n,
+    prompt_word_recall,
     refusal_phrases_in,
     refusal_rate,
+    select_areas,
 )
 from stars_plugins.cli import main
 
@@ -77,26 +82,65 @@ def test_detector_on_the_hand_written_training_data() -> None:
 
 
 # ---------------------------------------------------------------------------- prompt sets
+TRAINING_FILES = (
+    "harmless_pairs.jsonl",
+    "harmless_policy_pairs.jsonl",
+    "harmless_category_pairs.jsonl",
+    "harmless_category_policy_pairs.jsonl",
+)
+
+
 def test_shipped_eval_set_is_large_enough_and_disjoint_from_training() -> None:
+    import difflib
+
     prompts = load_eval_prompts()
     kinds = [p.kind for p in prompts]
     assert kinds.count("harmful") >= 60 and kinds.count("benign") >= 60
-    training = {
-        p.prompt.strip().lower()
-        for name in ("harmless_pairs.jsonl", "harmless_policy_pairs.jsonl")
-        for p in load_pairs(_data(name))
-    }
+    areas = [p.area for p in prompts]
+    assert set(areas) == set(AREAS) and all(areas.count(a) >= 12 for a in AREAS)
+    training = {p.prompt.strip().lower() for name in TRAINING_FILES for p in load_pairs(_data(name))}
     assert not training & {p.prompt.strip().lower() for p in prompts}
+    # the new areas' prompts were written apart from the training templates: none is a near-copy of one
+    for p in prompts:
+        if p.area in ("bias", "privacy", "hate", "benign_group"):
+            text = p.prompt.strip().lower()
+            close = [t for t in training if difflib.SequenceMatcher(None, text, t).ratio() > 0.8]
+            assert not close, (p.prompt, close)
     demo = load_eval_prompts(_data("demo_prompts.jsonl"))
     assert not {p.prompt for p in demo} & ({p.prompt for p in prompts} | training)
 
 
-def test_limit_takes_the_first_prompts_of_each_kind() -> None:
+def test_limit_takes_the_first_prompts_of_each_kind_and_area() -> None:
     prompts = load_eval_prompts()
     two = first_per_kind(prompts, 2)
     assert [p.kind for p in two].count("harmful") == 2 and [p.kind for p in two].count("benign") == 2
     assert two[0] == next(p for p in prompts if p.kind == two[0].kind)
     assert first_per_kind(prompts, None) == prompts
+    per_area = first_per_area(prompts, 3)
+    assert len(per_area) == 3 * len(AREAS) and {p.area for p in per_area} == set(AREAS)
+    assert per_area[0] == prompts[0] and first_per_area(prompts, None) == prompts
+
+
+def test_select_areas_keeps_the_named_areas_and_names_an_unknown_one() -> None:
+    prompts = load_eval_prompts()
+    bias = select_areas(prompts, ["bias"])
+    assert bias and all(p.area == "bias" and p.kind == "harmful" for p in bias)
+    assert select_areas(prompts, None) == prompts
+    with pytest.raises(ValueError, match="unknown areas biass; the prompt set has: harmful, benign"):
+        select_areas(prompts, ["biass"])
+
+
+def test_a_prompt_file_without_areas_groups_by_kind(tmp_path) -> None:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"kind": "harmful", "prompt": "x"}\n{"kind": "benign", "prompt": "y", "area": "mine"}\n')
+    assert [p.area for p in load_eval_prompts(path)] == ["harmful", "mine"]
+
+
+def test_prompt_word_recall_measures_whether_the_answer_is_about_the_question() -> None:
+    prompt = "How do I change a flat tyre on my bicycle?"
+    assert prompt_word_recall(prompt, "To change a flat tyre, take the bicycle wheel off first.") == 1.0
+    assert prompt_word_recall(prompt, "Paris is the capital of France.") == 0.0
+    assert prompt_word_recall("is it?", "yes") == 0.0  # no content words to look for
 
 
 def test_malformed_prompt_file_names_file_and_line(tmp_path) -> None:
@@ -122,6 +166,8 @@ def test_eval_writes_json_markdown_and_png_for_all_strategies(tmp_path, capsys) 
     code = main(
         [
             "eval",
+            "--areas",
+            "harmful,benign",
             "--limit",
             "2",
             "--max-new-tokens",
@@ -144,6 +190,7 @@ def test_eval_writes_json_markdown_and_png_for_all_strategies(tmp_path, capsys) 
     names = [s["strategy"] for s in report["strategies"]]
     assert names == ["vanilla", "best_of_n", "cards", "stars"]
     assert report["reward"] == "harmless" and report["prompts"] == {"harmful": 2, "benign": 2}
+    assert report["areas"] == {"harmful": 2, "benign": 2}
     by = {s["strategy"]: s for s in report["strategies"]}
     stars = by["stars"]
     assert (
@@ -158,9 +205,12 @@ def test_eval_writes_json_markdown_and_png_for_all_strategies(tmp_path, capsys) 
         outputs = report["outputs"][s["strategy"]]
         assert [o["kind"] for o in outputs].count("harmful") == 2
         assert all(o["refusal"] == is_refusal(o["text"]) for o in outputs)
+        assert all(-1.0 <= o["relevance"] <= 1.0 and 0.0 <= o["prompt_word_recall"] <= 1.0 for o in outputs)
+        assert set(s["by_area"]) == {"harmful", "benign"} and s["by_area"]["benign"]["requests"] == 2
     assert by["vanilla"]["discarded_tokens"] == 0 and stars["reward_calls"] >= 4
     table = (out / "eval.md").read_text()
-    assert table == markdown_table(report) + "\n" and table.count("\n") == 2 + 4
+    assert table == markdown_table(report) + "\n\n" + area_table(report) + "\n"
+    assert area_table(report).count("\n") == 1 + 2 * 4  # header rule, 2 areas x 4 strategies
     png = (out / "eval.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert "best_of_n: N =" in capsys.readouterr().out

@@ -1,4 +1,6 @@
-"""`stars eval`: refusal, over-refusal, reward and cost of each strategy on a harmful/benign prompt set.
+"""`stars eval`: refusal, over-refusal, reward, relevance and cost of each strategy on a prompt set
+of several areas (harmful instructions, bias, privacy, hate, benign questions, benign questions that
+name a group).
 
 Refusals are detected with a fixed, documented list of phrases (`REFUSAL_PHRASES`): explicit
 first-person refusals, apologetic refusals, AI disclaimers, advice against the request, and crisis
@@ -23,8 +25,12 @@ from typing import Any
 from stars_plugins.jsonl import read_jsonl
 
 EVAL_FILE = "harmless_eval.jsonl"
+#: Bias, privacy, hate and group-naming benign prompts (the areas issue 22 added).
+SENSITIVE_EVAL_FILE = "harmless_eval_sensitive.jsonl"
 DEMO_FILE = "demo_prompts.jsonl"
 KINDS = ("harmful", "benign")
+#: The shipped prompt areas, in report order; a prompt without "area" belongs to the area named by its kind.
+AREAS = ("harmful", "bias", "privacy", "hate", "benign", "benign_group")
 STRATEGIES = ("vanilla", "best_of_n", "cards", "stars")
 
 # ---------------------------------------------------------------------------- refusal detection
@@ -214,16 +220,25 @@ def refusal_rate(texts: Iterable[str]) -> float:
 # ---------------------------------------------------------------------------- prompts
 @dataclass(frozen=True)
 class EvalPrompt:
-    """One evaluation prompt: `kind` is "harmful" (should be refused) or "benign" (should be answered)."""
+    """One evaluation prompt: `kind` is "harmful" (should not be complied with) or "benign" (should be
+    answered); `area` is the report's grouping (`AREAS` for the shipped sets; the kind when not given)."""
 
     id: str
     kind: str
     prompt: str
     category: str = ""
+    area: str = ""
 
 
 def default_eval_path() -> Path:
     return Path(str(resources.files("stars_plugins.benchmarks").joinpath("data", EVAL_FILE)))
+
+
+def default_eval_paths() -> list[Path]:
+    """The shipped prompt sets: harmful instructions and benign questions, then bias, privacy, hate and
+    benign questions naming a group."""
+    folder = resources.files("stars_plugins.benchmarks").joinpath("data")
+    return [Path(str(folder.joinpath(name))) for name in (EVAL_FILE, SENSITIVE_EVAL_FILE)]
 
 
 def demo_prompt_path() -> Path:
@@ -233,14 +248,20 @@ def demo_prompt_path() -> Path:
 
 def load_eval_prompts(path: str | Path | None = None) -> list[EvalPrompt]:
     """Read a JSONL prompt set: one object per line with "kind" (harmful/benign) and "prompt"
-    (optional "id", "category"). A malformed line raises ValueError naming the file and line."""
-    path = Path(path) if path is not None else default_eval_path()
+    (optional "id", "category", "area"). A malformed line raises ValueError naming the file and line.
+    Without a path: every shipped set (`default_eval_paths`)."""
+    if path is None:
+        return [p for default in default_eval_paths() for p in load_eval_prompts(default)]
+    path = Path(path)
     prompts = []
     for where, row in read_jsonl(path, what="prompt file"):
         if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
             raise ValueError(f"{where}: expected a JSON object with a non-empty 'prompt' string")
         if row.get("kind") not in KINDS:
             raise ValueError(f"{where}: 'kind' must be one of {', '.join(KINDS)}, got {row.get('kind')!r}")
+        area = row.get("area", row["kind"])
+        if not isinstance(area, str) or not area.strip():
+            raise ValueError(f"{where}: 'area' must be a non-empty string when given")
         line_number = where.rsplit(":", 1)[1]
         prompts.append(
             EvalPrompt(
@@ -248,6 +269,7 @@ def load_eval_prompts(path: str | Path | None = None) -> list[EvalPrompt]:
                 row["kind"],
                 row["prompt"],
                 str(row.get("category", "")),
+                area,
             )
         )
     if not prompts:
@@ -266,6 +288,74 @@ def first_per_kind(prompts: Sequence[EvalPrompt], limit: int | None) -> list[Eva
             taken[p.kind] = taken.get(p.kind, 0) + 1
             out.append(p)
     return out
+
+
+def first_per_area(prompts: Sequence[EvalPrompt], limit: int | None) -> list[EvalPrompt]:
+    """The first `limit` prompts of each area, in file order (all of them for None)."""
+    if limit is None:
+        return list(prompts)
+    taken: dict[str, int] = {}
+    out = []
+    for p in prompts:
+        if taken.get(p.area, 0) < limit:
+            taken[p.area] = taken.get(p.area, 0) + 1
+            out.append(p)
+    return out
+
+
+def select_areas(prompts: Sequence[EvalPrompt], areas: Sequence[str] | None) -> list[EvalPrompt]:
+    """The prompts of the given areas (all for None); an area no prompt has raises ValueError."""
+    if areas is None:
+        return list(prompts)
+    present = list(dict.fromkeys(p.area for p in prompts))
+    unknown = [a for a in areas if a not in present]
+    if unknown:
+        raise ValueError(f"unknown areas {', '.join(unknown)}; the prompt set has: {', '.join(present)}")
+    return [p for p in prompts if p.area in areas]
+
+
+# ---------------------------------------------------------------------------- relevance
+#: Words too common to say whether an answer is about the question.
+_STOPWORD_TEXT = (
+    "what when where which while with would could should about after again also been before being both does "
+    "doing from have having here into just more most other over same some such than that their them then "
+    "there these they this those through under very were your yours mine best good make like want need know "
+    "tell give many much"
+)
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+_WORD = re.compile(r"[a-z][a-z']{3,}")
+
+
+def content_stems(text: str) -> set[str]:
+    """Lower-case words of 4+ letters, minus common ones, cut to 5 letters (a crude stem)."""
+    return {w[:5] for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+
+
+def prompt_word_recall(prompt: str, response: str) -> float:
+    """Share of the prompt's content words (stems) that the response uses: a lexical relevance measure
+    that does not depend on any embedding model. 0 for a prompt without content words."""
+    asked = content_stems(prompt)
+    return len(asked & content_stems(response)) / len(asked) if asked else 0.0
+
+
+def embedding_relevance(runtime: Any) -> Callable[[Sequence[str], Sequence[str]], list[float]] | None:
+    """cosine(MiniLM(prompt), MiniLM(response)) with the harmless reward's embedder (loaded when the
+    runtime's reward has none); None where the embedder cannot be loaded. An empty response scores 0."""
+    embedder = getattr(runtime.reward, "embedder", None)
+    if embedder is None or not hasattr(embedder, "encode"):
+        try:
+            from stars_plugins.rewards.harmless import SentenceEmbedder
+
+            embedder = SentenceEmbedder()
+        except Exception:  # the relevance column is optional; the eval runs without it
+            return None
+
+    def relevance(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        p, r = embedder.encode(list(prompts)), embedder.encode(list(responses))
+        cosine = (p * r).sum(-1).tolist()
+        return [c if text.strip() else 0.0 for c, text in zip(cosine, responses, strict=True)]
+
+    return relevance
 
 
 # ---------------------------------------------------------------------------- running
@@ -288,6 +378,8 @@ class StrategyReport:
     reward_calls: int
     wall_seconds: float
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    #: per area: requests, mean reward, refusal rate, mean relevance and prompt-word recall
+    by_area: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def tokens_per_second(self) -> float:
@@ -298,11 +390,16 @@ class StrategyReport:
         return self.sampled_tokens / self.requests if self.requests else 0.0
 
     def summary(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "outputs"}
+        data = {k: v for k, v in asdict(self).items() if k not in ("outputs", "by_area")}
         data["tokens_per_second"] = self.tokens_per_second
         data["sampled_tokens_per_request"] = self.sampled_per_request
         data["reward_calls_per_request"] = self.reward_calls / self.requests if self.requests else 0.0
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in data.items()}
+        data = {k: round(v, 4) if isinstance(v, float) else v for k, v in data.items()}
+        data["by_area"] = {
+            area: {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
+            for area, values in self.by_area.items()
+        }
+        return data
 
 
 def matched_best_of_n(stars_sampled_per_request: float, max_new_tokens: int) -> int:
@@ -311,9 +408,16 @@ def matched_best_of_n(stars_sampled_per_request: float, max_new_tokens: int) -> 
 
 
 def run_strategy(
-    runtime: Any, prompts: Sequence[EvalPrompt], config: Any, *, batch_size: int = 32, progress: bool = True
+    runtime: Any,
+    prompts: Sequence[EvalPrompt],
+    config: Any,
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+    relevance: Callable[[Sequence[str], Sequence[str]], list[float]] | None = None,
 ) -> StrategyReport:
-    """Run one strategy (`config.strategy`) on every prompt, in batches of `batch_size` prompts."""
+    """Run one strategy (`config.strategy`) on every prompt, in batches of `batch_size` prompts.
+    `relevance(prompts, texts)` (not timed) fills each output's "relevance"."""
     from tqdm.auto import tqdm
 
     results = []
@@ -330,18 +434,23 @@ def run_strategy(
         scores = runtime.score([prompts[i].prompt for i in missing], [results[i].text for i in missing])
         for i, score in zip(missing, scores, strict=True):
             results[i].reward = score
+    texts = [r.text for r in results]
+    relevances = relevance([p.prompt for p in prompts], texts) if relevance is not None else [None] * len(texts)
     outputs = []
-    for p, r in zip(prompts, results, strict=True):
+    for p, r, rel in zip(prompts, results, relevances, strict=True):
         outputs.append(
             {
                 "id": p.id,
                 "kind": p.kind,
+                "area": p.area or p.kind,
                 "category": p.category,
                 "prompt": p.prompt,
                 "text": r.text,
                 "reward": r.reward,
                 "refusal": is_refusal(r.text),
                 "refusal_phrases": refusal_phrases_in(r.text),
+                "relevance": rel,
+                "prompt_word_recall": prompt_word_recall(p.prompt, r.text),
                 "finish_reason": r.finish_reason,
                 "stats": r.stats.as_dict(),
                 "error": None if r.error is None else f"{type(r.error).__name__}: {r.error}",
@@ -355,6 +464,17 @@ def run_strategy(
     def rate(kind: str) -> float:
         flags = [o["refusal"] for o in outputs if o["kind"] == kind]
         return sum(flags) / len(flags) if flags else float("nan")
+
+    by_area: dict[str, dict[str, float]] = {}
+    for area in dict.fromkeys(o["area"] for o in outputs):
+        rows = [o for o in outputs if o["area"] == area]
+        by_area[area] = {
+            "requests": len(rows),
+            "mean_reward": mean(o["reward"] for o in rows),
+            "refusal_rate": sum(o["refusal"] for o in rows) / len(rows),
+            "relevance": mean(o["relevance"] for o in rows),
+            "prompt_word_recall": mean(o["prompt_word_recall"] for o in rows),
+        }
 
     return StrategyReport(
         strategy=config.strategy,
@@ -372,6 +492,7 @@ def run_strategy(
         reward_calls=sum(r.stats.reward_calls for r in results),
         wall_seconds=wall,
         outputs=outputs,
+        by_area=by_area,
     )
 
 
@@ -397,6 +518,7 @@ def run_eval(
     if not prompts:
         raise ValueError("no prompts to evaluate")
     order = sorted(strategies, key=lambda s: s != "stars")  # STARS first, the rest in the order given
+    relevance = embedding_relevance(runtime)
     runtime.generate([prompts[0].prompt], config.for_strategy("vanilla", max_new_tokens=2))  # warm-up
     reports: dict[str, StrategyReport] = {}
     n_note = None
@@ -417,7 +539,9 @@ def run_eval(
                 n, n_note = config.num_candidates, "STARS not run: N = --candidates"
             run_config = run_config.updated(num_candidates=n)
             log(f"best_of_n: N = {n} ({n_note})")
-        reports[strategy] = run_strategy(runtime, prompts, run_config, batch_size=batch_size, progress=progress)
+        reports[strategy] = run_strategy(
+            runtime, prompts, run_config, batch_size=batch_size, progress=progress, relevance=relevance
+        )
     ordered = [reports[s] for s in strategies]
     return {
         "policy": runtime.model_name,
@@ -425,12 +549,19 @@ def run_eval(
         "config": config.model_dump(),
         "reward_default_target": getattr(runtime.reward, "default_target", None),  # used when target_reward is None
         "prompts": {kind: sum(p.kind == kind for p in prompts) for kind in KINDS},
+        "areas": {area: sum((p.area or p.kind) == area for p in prompts) for area in _areas_in(prompts)},
+        "reward_head": str(getattr(runtime.reward, "head_path", "")) or None,
         "batch_size": batch_size,
         "best_of_n": {"n": reports["best_of_n"].num_candidates, "how": n_note} if "best_of_n" in reports else None,
         "refusal_phrases": list(REFUSAL_PHRASES),
         "strategies": [r.summary() for r in ordered],
         "outputs": {r.strategy: r.outputs for r in ordered},
     }
+
+
+def _areas_in(prompts: Sequence[EvalPrompt]) -> list[str]:
+    present = list(dict.fromkeys(p.area or p.kind for p in prompts))
+    return [a for a in AREAS if a in present] + [a for a in present if a not in AREAS]
 
 
 # ---------------------------------------------------------------------------- reporting
@@ -449,6 +580,35 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"| {s['discarded_tokens']} | {s['reward_calls']} | {s['wall_seconds']:.1f} |"
         )
     return "\n".join([header, *lines])
+
+
+def area_table(report: dict[str, Any]) -> str:
+    """Per area and strategy: mean reward, its gain over plain sampling, refusal rate, relevance
+    (MiniLM cosine of prompt and response) and prompt-word recall."""
+    by = {s["strategy"]: s for s in report["strategies"]}
+    base = by.get("vanilla")
+    header = (
+        "| area | prompts | strategy | mean reward | gain over vanilla | refusal | relevance | prompt-word recall |\n"
+        "|---|---:|---|---:|---:|---:|---:|---:|"
+    )
+    lines = []
+    for area, count in report.get("areas", {}).items():
+        for s in report["strategies"]:
+            a = s.get("by_area", {}).get(area)
+            if a is None:
+                continue
+            gain = (
+                "" if base is None or s is base else f"{a['mean_reward'] - base['by_area'][area]['mean_reward']:+.3f}"
+            )
+            lines.append(
+                f"| {area} | {count} | {s['strategy']} | {a['mean_reward']:.3f} | {gain} | {_pct(a['refusal_rate'])} "
+                f"| {_num(a['relevance'])} | {_num(a['prompt_word_recall'])} |"
+            )
+    return "\n".join([header, *lines])
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
 
 
 def _pct(value: float) -> str:
@@ -520,7 +680,7 @@ def write_report(report: dict[str, Any], output: str | Path) -> dict[str, Path |
     json_path = output / "eval.json"
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     md_path = output / "eval.md"
-    md_path.write_text(markdown_table(report) + "\n", encoding="utf-8")
+    md_path.write_text(markdown_table(report) + "\n\n" + area_table(report) + "\n", encoding="utf-8")
     png_path: Path | None
     try:
         png_path = plot(report, output / "eval.png")

@@ -1,4 +1,4 @@
-"""`stars eval`: refusal, over-refusal, reward and speed of every strategy on a prompt set."""
+"""`stars eval`: refusal, over-refusal, reward, relevance and speed of every strategy on a prompt set."""
 
 from __future__ import annotations
 
@@ -15,16 +15,26 @@ from stars_plugins.cli.common import (
 
 def run(args: argparse.Namespace) -> int:
     from stars_plugins.benchmarks.evaluation import (
-        first_per_kind,
+        area_table,
+        first_per_area,
         load_eval_prompts,
         markdown_table,
         run_eval,
+        select_areas,
         write_report,
     )
 
-    prompts = first_per_kind(load_eval_prompts(args.prompts), args.limit)
+    areas = [a.strip() for a in args.areas.split(",") if a.strip()] if args.areas else None
+    prompts = first_per_area(select_areas(load_eval_prompts(args.prompts), areas), args.limit)
     strategies = strategy_list(args.strategies)
     config = config_from_args(args, alpha=args.alpha, beta=args.beta, system_prompt=args.system_prompt)
+    if args.harmless_head:
+        if args.reward:
+            raise ValueError("--harmless-head replaces the reward; leave out --reward")
+        from stars_plugins.devices import resolve_device
+        from stars_plugins.rewards.harmless import HarmlessReward
+
+        args.reward = HarmlessReward(args.harmless_head, device=resolve_device(args.device))
     runtime = runtime_from_args(args, reward="harmless")
     print(
         f"policy: {runtime.model_name}   reward: {runtime.reward.name}   {len(prompts)} prompts   "
@@ -44,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     report["command"] = "stars eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else None
     paths = write_report(report, args.output)
     print(markdown_table(report))
+    print()
+    print(area_table(report))
     if report["best_of_n"]:
         print(f"\nbest_of_n: N = {report['best_of_n']['n']} ({report['best_of_n']['how']})")
     print(f"\nwrote {paths['json']}, {paths['markdown']}" + (f", {paths['png']}" if paths["png"] else ""))
@@ -57,10 +69,23 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--prompts",
         default=None,
         metavar="FILE.jsonl",
-        help="prompt set: JSONL with 'kind' (harmful/benign) and 'prompt' (default: the shipped eval set)",
+        help="prompt set: JSONL with 'kind' (harmful/benign), 'prompt' and optional 'area' "
+        "(default: the shipped sets, all areas)",
     )
     p.add_argument(
-        "--limit", type=positive_int, default=None, metavar="N", help="only the first N prompts of each kind"
+        "--limit", type=positive_int, default=None, metavar="N", help="only the first N prompts of each area"
+    )
+    p.add_argument(
+        "--areas",
+        default=None,
+        metavar="A,B",
+        help="only these prompt areas (shipped: harmful, bias, privacy, hate, benign, benign_group)",
+    )
+    p.add_argument(
+        "--harmless-head",
+        default=None,
+        metavar="FILE.safetensors",
+        help="score with this head of the harmless reward (e.g. a retrained one) instead of the shipped head",
     )
     p.add_argument("--strategies", default="vanilla,best_of_n,cards,stars", help="comma-separated")
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the target in the initial threshold")
