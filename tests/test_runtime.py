@@ -66,7 +66,10 @@ def test_same_seed_same_output_and_batch_position_does_not_matter(runtime):
     again = runtime.generate(["Name a fruit."], config)[0]
     assert (again.text, again.token_ids, again.reward) == (alone.text, alone.token_ids, alone.reward)
     in_batch = runtime.generate(["What is a prime number?", "Name a fruit."], config)[1]
-    assert (in_batch.text, in_batch.token_ids, in_batch.reward) == (alone.text, alone.token_ids, alone.reward)
+    assert (in_batch.text, in_batch.token_ids) == (alone.text, alone.token_ids)
+    # The tokens are exact; the reward of the same text scored in a batch of two may differ in the
+    # last float bit (padded batched matmuls), so it is compared to float32 precision.
+    assert in_batch.reward == pytest.approx(alone.reward, rel=1e-5, abs=1e-6)
 
 
 def test_best_of_n_returns_the_highest_scoring_sample(runtime):
