@@ -42,7 +42,8 @@ def test_json_schema_is_the_default_method_and_binds_the_constraint() -> None:
     kwargs = bound(ChatStars().with_structured_output(Joke))
     constraint = kwargs["constraint"]
     assert constraint.kind == "json_schema" and constraint.schema == Joke.model_json_schema() and constraint.strict
-    assert kwargs["ls_structured_output_format"] == {"kwargs": {"method": "json_schema", "strict": None}, "schema": Joke}
+    trace = {"kwargs": {"method": "json_schema", "strict": None}, "schema": Joke}
+    assert kwargs["ls_structured_output_format"] == trace
     loose = bound(ChatStars().with_structured_output(Joke, strict=False))["constraint"]
     assert loose.strict is False
 
