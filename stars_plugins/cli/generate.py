@@ -9,8 +9,8 @@ import sys
 from stars_plugins.cli.common import (
     add_constraint_options,
     call_from_args,
-    constraint_from_args,
     config_from_args,
+    constraint_from_args,
     runtime_from_args,
     stats_line,
 )

@@ -27,6 +27,20 @@ class ConstraintCompiler:
         info = xgrammar.TokenizerInfo.from_huggingface(
             tokenizer, vocab_size=self.vocab_size, stop_token_ids=list(self.stop_token_ids) or None
         )
+        self._setup(info)
+
+    @classmethod
+    def from_tokenizer_info(cls, info: Any) -> ConstraintCompiler:
+        """A compiler over an `xgrammar.TokenizerInfo` (any vocabulary, e.g. a toy one in tests)."""
+        compiler = cls.__new__(cls)
+        compiler.vocab_size = int(info.vocab_size)
+        compiler.stop_token_ids = tuple(int(t) for t in info.stop_token_ids)
+        compiler._setup(info)
+        return compiler
+
+    def _setup(self, info: Any) -> None:
+        import xgrammar
+
         self.tokenizer_info = info
         self._compiler = xgrammar.GrammarCompiler(info, max_threads=2)
         self._cache: dict[Constraint, Any] = {}
