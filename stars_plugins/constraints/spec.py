@@ -113,9 +113,9 @@ class Constraint:
         import xgrammar
 
         if self.kind == "json_schema":
-            return xgrammar.Grammar.from_json_schema(self.source, strict_mode=self.strict)
+            return xgrammar.Grammar.from_json_schema(self.source, strict_mode=self.strict, any_whitespace=False)
         if self.kind == "json_object":
-            return xgrammar.Grammar.from_json_schema('{"type": "object"}', strict_mode=False)
+            return xgrammar.Grammar.from_json_schema('{"type": "object"}', strict_mode=False, any_whitespace=False)
         if self.kind == "regex":
             return xgrammar.Grammar.from_regex(self.source)
         if self.kind == "choice":
