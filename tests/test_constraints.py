@@ -13,6 +13,7 @@ import xgrammar
 
 from stars_plugins import ConfigError, Constraint, ConstraintError, StarsConfig
 from stars_plugins.backends.sampling import BatchSampler, RowSampling
+from stars_plugins.cli.main import main as cli_main
 from stars_plugins.constraints import ConstraintChecker, GrammarRows, RowGrammar, Validity
 from stars_plugins.constraints.compiled import ConstraintCompiler
 
@@ -149,10 +150,10 @@ def test_rollback_takes_a_rejected_segment_back_and_copies_fork():
 def test_state_resumes_a_row_mid_grammar():
     c = Constraint.json_schema(SCHEMA)
     rows = GrammarRows([grammar(c)], len(VOCAB), torch.device("cpu"))
-    for ch in '{"name":"ab':
+    for ch in '{"name": "ab':
         rows.observe(torch.tensor(ids(ch)), torch.tensor([True]))
     [state] = rows.state([grammar(c)])
-    assert state.accepted == tuple(ids('{"name":"ab'))
+    assert state.accepted == tuple(ids('{"name": "ab'))
     resumed = GrammarRows([state], len(VOCAB), torch.device("cpu"))
     assert allowed(resumed, 0) == allowed(rows, 0)
     with pytest.raises(ValueError, match="does not fit"):
@@ -194,11 +195,28 @@ def test_an_unconstrained_batch_builds_no_grammar_state():
 
 def test_the_checker_tells_invalid_partial_and_complete_outputs():
     checker = ConstraintChecker(Constraint.json_schema(SCHEMA), COMPILER)
-    assert checker.check_tokens(ids('{"name":"al')) is Validity.PARTIAL
-    assert checker.check_tokens(ids('{"name":"al","age":3}')) is Validity.COMPLETE
-    assert checker.check_tokens(ids('{"age":3}')) is Validity.INVALID  # name comes first, and is required
+    assert checker.check_tokens(ids('{"name": "al')) is Validity.PARTIAL
+    assert checker.check_tokens(ids('{"name": "al", "age": 3}')) is Validity.COMPLETE
+    assert checker.check_tokens(ids('{"age": 3}')) is Validity.INVALID  # name comes first, and is required
     assert checker.check_text('{"name": "al", "age": 31}') is Validity.COMPLETE
     assert checker.check_text('{"name": 5') is Validity.INVALID
+    assert checker.check_text('{\n  "name":"al",\n  "age":31\n}') is Validity.COMPLETE  # unmasked text: any layout
+    compact = ConstraintChecker(Constraint.json_schema(SCHEMA), COMPILER, any_whitespace=False)
+    assert compact.check_text('{"name":"al","age":31}') is Validity.INVALID  # what the mask would have written differs
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert checker.check_text("") is Validity.PARTIAL
+
+
+def test_a_bad_schema_file_fails_before_any_model_loads(tmp_path, monkeypatch, capsys):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("stars_plugins.runtime.StarsRuntime.from_pretrained", no_loading)
+    bad = tmp_path / "schema.json"
+    bad.write_text('{"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": true}}}')
+    assert cli_main(["generate", "hi", "--json-schema", str(bad)]) == 2
+    assert "uniqueItems" in capsys.readouterr().err
+    assert cli_main(["generate", "hi", "--json-schema", str(tmp_path / "missing.json")]) == 2
+    assert cli_main(["generate", "hi", "--regex", "[a-"]) == 2
+    assert "Unclosed" in capsys.readouterr().err
