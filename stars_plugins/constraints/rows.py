@@ -116,29 +116,40 @@ class GrammarRows:
         return bool(self.constrained)
 
     # ------------------------------------------------------------------ per step
-    def mask(self, logits: torch.Tensor, live: torch.Tensor | None = None) -> torch.Tensor:
-        """`logits` with every token a constrained row's grammar forbids set to -inf (a new tensor
-        when any row is constrained; unconstrained rows' values are untouched). A terminated row
-        (its stop token accepted) is left as it is: it samples nothing more this round."""
+    def mask(self, logits: torch.Tensor, *, in_place: bool = False) -> torch.Tensor:
+        """`logits` with every token a constrained row's grammar forbids set to -inf; unconstrained
+        rows' values are untouched. A terminated row (its stop token accepted) is not masked: it
+        samples nothing more this round. `in_place`: write into `logits` (saves a copy of the
+        [rows, vocabulary] tensor per step, the mask's main cost on a CPU) instead of a new tensor."""
         if not self.constrained:
             return logits
         import xgrammar
 
-        if self._bitmask is None or self._bitmask.shape[0] != len(self.constrained):
-            self._bitmask = xgrammar.allocate_token_bitmask(len(self.constrained), self.vocab_size)
+        rows = len(self.constrained)
+        if self._bitmask is None or self._bitmask.shape[0] != rows:
+            self._bitmask = xgrammar.allocate_token_bitmask(rows, self.vocab_size)
         bitmask = self._bitmask
         xgrammar.reset_token_bitmask(bitmask)
         for j, i in enumerate(self.constrained):
             matcher = self.rows[i].matcher
             if not matcher.is_terminated():
                 matcher.fill_next_token_bitmask(bitmask, j)
-        sub = logits.index_select(0, self.index).float()
-        if sub.device.type != "cpu":
-            bitmask = bitmask.to(sub.device, non_blocking=True)
-        xgrammar.apply_token_bitmask_inplace(sub, bitmask, vocab_size=min(self.vocab_size, sub.shape[-1]))
-        if sub.shape[-1] > self.vocab_size:  # logits wider than the vocabulary: padding ids are never valid
-            sub[:, self.vocab_size :] = float("-inf")
-        return logits.index_copy(0, self.index, sub.to(logits.dtype))
+        if logits.device.type != "cpu":
+            bitmask = bitmask.to(logits.device, non_blocking=True)
+        every_row = rows == logits.shape[0]
+        if every_row:  # no gather / scatter: mask the whole tensor
+            target = logits if in_place else logits.clone()
+        else:
+            target = logits.index_select(0, self.index)
+        width = min(self.vocab_size, target.shape[-1])
+        xgrammar.apply_token_bitmask_inplace(target, bitmask, vocab_size=width)
+        if target.shape[-1] > self.vocab_size:  # logits wider than the vocabulary: padding ids are never valid
+            target[:, self.vocab_size :] = float("-inf")
+        if every_row:
+            return target
+        if in_place:
+            return logits.index_copy_(0, self.index, target)
+        return logits.index_copy(0, self.index, target)
 
     def observe(self, tokens: torch.Tensor, live: torch.Tensor) -> None:
         """Each live constrained row accepts its token (sampled under the mask, or replayed)."""
