@@ -275,7 +275,9 @@ class RemoteBatch:
             grammar = row.sampling.grammar
             if grammar is None or r in errors:
                 continue
-            accepted, complete[r] = accepted_by(grammar.compiled, segments[r])
+            # any JSON whitespace: the engine's grammar, not the client's compact mask, laid it out
+            checked = self.policy.constraint_compiler.compile(grammar.key, any_whitespace=True)
+            accepted, complete[r] = accepted_by(checked, segments[r])
             if accepted < len(segments[r]):
                 errors[r] = ServingError(
                     f"{self.policy.engine} answered token {accepted} (id {segments[r][accepted]}) of a constrained "

