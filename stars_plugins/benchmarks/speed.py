@@ -416,15 +416,13 @@ def reward_cache_table(summary: dict[str, dict[str, Any]], ratio: float) -> str:
 
 
 # ---------------------------------------------------------------------------- CLI
-def run_speed_bench(args: Any) -> int:
-    """`stars bench --overhead` / `--reward-cache`: print the table, write the JSON report."""
+def run_speed_bench(args: Any, constraint: Any = None) -> int:
+    """`stars bench --overhead` / `--reward-cache`: print the table, write the JSON report.
+    `constraint`: with `--overhead`, STARS also runs with it on every row."""
     import json
     from pathlib import Path
 
-    from stars_plugins.cli.common import constraint_from_args
-
     sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else None
-    constraint = constraint_from_args(args)
     reports = {}
     if args.overhead:
         reports["overhead"] = run_overhead(

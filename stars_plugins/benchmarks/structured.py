@@ -149,14 +149,11 @@ def structured_table(arms: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_structured_command(args: Any) -> int:
+def run_structured_command(args: Any, runtime: Any, base: Any) -> int:
+    """`stars bench --structured`: print the table, write the JSON report."""
     from pathlib import Path
 
-    from stars_plugins.cli.common import config_from_args, runtime_from_args
-
     rows = load_extraction_prompts(args.limit)
-    base = config_from_args(args)
-    runtime = runtime_from_args(args)
     report = run_structured(runtime, rows, base, progress=not args.no_progress)
     print(report["table"])
     output = Path(args.output if args.output != "bench-results/bench.json" else "bench-results/structured.json")

@@ -26,14 +26,16 @@ def run(args: argparse.Namespace) -> int:
         return bench_serve_command(args)
     from stars_plugins.benchmarks.strategies import builtin_prompts, effective_batch_sizes, load_prompt_file, run_bench
 
+    constraint = constraint_from_args(args)  # a bad constraint is reported before any model loads
     if args.structured:
         from stars_plugins.benchmarks.structured import run_structured_command
 
-        return run_structured_command(args)
+        base = config_from_args(args)
+        return run_structured_command(args, runtime_from_args(args), base)
     if args.overhead or args.reward_cache:
         from stars_plugins.benchmarks.speed import run_speed_bench
 
-        return run_speed_bench(args)
+        return run_speed_bench(args, constraint)
     prompts = load_prompt_file(args.prompts) if args.prompts else builtin_prompts()
     prompts = prompts[: args.num_prompts]
     if not prompts:
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.score_only:
         return _bench_reward(args, prompts)
     strategies = strategy_list(args.strategies)
-    config = config_from_args(args, constraint=constraint_from_args(args))
+    config = config_from_args(args, constraint=constraint)
     asked = int_list(args.batch_sizes or "1,16", "--batch-sizes")
     batch_sizes = effective_batch_sizes(asked, len(prompts))
     if batch_sizes != asked:

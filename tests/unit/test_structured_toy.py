@@ -11,11 +11,11 @@ import time
 
 import pytest
 import xgrammar
-from toy_backend import EOS, ToyBackend
 
 from stars_plugins import Constraint, ConstraintError, StarsConfig, StarsRuntime
 from stars_plugins.constraints import ConstraintCompiler
 from stars_plugins.rewards.base import CallableReward
+from tests.helpers.toy_backend import EOS, ToyBackend
 
 LETTERS = [chr(97 + i) for i in range(26)]
 
