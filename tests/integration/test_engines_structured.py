@@ -146,7 +146,7 @@ def test_what_an_engine_cannot_run_is_refused_before_any_request(tokenizer):
     with pytest.raises(EngineConstraintError, match="regex"):
         runtime.generate([PROMPT], constraint=Constraint.regex("[a-z]+"))
     with pytest.raises(ConfigError, match="entropy boundaries"):
-        runtime.generate([PROMPT], strategy="cards", constraint=Constraint.json_object())
+        runtime.generate([PROMPT], runtime.config.for_strategy("cards", constraint=Constraint.json_object()))
     with pytest.raises(ConfigError, match="at most 1024"):
         runtime.generate([PROMPT], constraint=Constraint.json_object(), max_new_tokens=2000)
     assert server.bodies == []
