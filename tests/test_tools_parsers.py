@@ -122,7 +122,8 @@ def test_hermes_unclosed_call_at_the_end_and_string_arguments():
 
 
 def test_parallel_tool_calls_off_reports_the_extra_calls():
-    text = '<tool_call>{"name": "get_weather", "arguments": {"city": "A"}}</tool_call><tool_call>{"name": "get_weather", "arguments": {"city": "B"}}</tool_call>'
+    call = '<tool_call>{"name": "get_weather", "arguments": {"city": "%s"}}</tool_call>'
+    text = call % "A" + call % "B"
     out = parse_tool_output(text, TOOLS, parallel_tool_calls=False)
     assert [c.arguments["city"] for c in out.tool_calls] == ["A"]
     assert "parallel_tool_calls" in out.invalid_tool_calls[0].error
@@ -146,7 +147,8 @@ def test_llama3_json_calls_with_and_without_python_tag():
     )
     assert out.tool_calls[0].arguments == {"city": "Lima"} and out.content == ""
     two = parse_tool_output(
-        '{"name": "get_weather", "parameters": {"city": "A"}}; {"name": "delete_files", "parameters": {"path": "/tmp"}}',
+        '{"name": "get_weather", "parameters": {"city": "A"}}; '
+        '{"name": "delete_files", "parameters": {"path": "/tmp"}}',
         TOOLS,
         "llama3",
     )
@@ -160,7 +162,8 @@ def test_llama3_json_calls_with_and_without_python_tag():
 # ---------------------------------------------------------------- mistral
 def test_mistral_list_bare_and_v11_forms():
     listed = parse_tool_output(
-        '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Nice"}}, {"name": "delete_files", "arguments": {"path": "/x"}}]',
+        '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Nice"}}, '
+        '{"name": "delete_files", "arguments": {"path": "/x"}}]',
         TOOLS,
         "mistral",
     )
