@@ -109,10 +109,14 @@ def score_task(task: ToolTask, result: GenerationResult) -> dict[str, Any]:
     }
 
 
-async def _run_strategy(runtime: Any, tasks: list[ToolTask], config: StarsConfig, seed: int) -> list[GenerationResult]:
+async def _run_strategy(
+    runtime: Any, tasks: list[ToolTask], config: StarsConfig, tool_choice: str, seed: int
+) -> list[GenerationResult]:
     """All tasks of one strategy at once: the scheduler batches them (each with its own tools)."""
     jobs = [
-        runtime.agenerate([t.prompt], config.updated(tools=t.tools, seed=seed + i), raise_errors=False)
+        runtime.agenerate(
+            [t.prompt], config.updated(tools=t.tools, tool_choice=tool_choice, seed=seed + i), raise_errors=False
+        )
         for i, t in enumerate(tasks)
     ]
     return [r[0] for r in await asyncio.gather(*jobs)]
@@ -121,19 +125,15 @@ async def _run_strategy(runtime: Any, tasks: list[ToolTask], config: StarsConfig
 def run_tool_bench(runtime: Any, tasks: list[ToolTask], base: StarsConfig, *, seed: int = 0) -> dict[str, Any]:
     report: dict[str, Any] = {"tasks": len(tasks), "strategies": {}, "config": base.model_dump(mode="json")}
     for name, settings in TOOL_STRATEGIES.items():
-        config = _strategy_config(base, settings)
+        config = base.for_strategy(settings["strategy"])
         started = time.perf_counter()
-        results = asyncio.run(_run_strategy(runtime, tasks, config, seed))
+        results = asyncio.run(_run_strategy(runtime, tasks, config, settings["tool_choice"], seed))
         seconds = time.perf_counter() - started
         rows = [score_task(t, r) for t, r in zip(tasks, results, strict=True)]
         report["strategies"][name] = {"seconds": round(seconds, 1), "rows": rows, **summarize(tasks, rows)}
         print(f"  {name}: {seconds:.0f} s", flush=True)
     report["table"] = tool_tables(report)
     return report
-
-
-def _strategy_config(base: StarsConfig, settings: dict[str, Any]) -> StarsConfig:
-    return base.for_strategy(settings["strategy"], **{k: v for k, v in settings.items() if k != "strategy"})
 
 
 def summarize(tasks: list[ToolTask], rows: list[dict[str, Any]]) -> dict[str, Any]:
