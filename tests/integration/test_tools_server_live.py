@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 openai = pytest.importorskip("openai")
 
-from test_server_live import KEY, start_serve  # noqa: E402
+from tests.integration.test_server_live import KEY, start_serve  # noqa: E402
 
 TOOLS = [
     {

@@ -19,7 +19,7 @@ from stars_plugins.prompts import PreparedPrompt, PromptOptions, PromptRenderer,
 from stars_plugins.results import GenerationResult, Segment
 from stars_plugins.tools import InvalidToolCall, ToolCall, get_tool_parser, render_with_tools
 
-TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
+TEMPLATES = Path(__file__).parents[1] / "data" / "chat_templates"
 WEATHER = {
     "type": "function",
     "function": {
