@@ -218,12 +218,15 @@ class BatchSampler:
         self._any_top_p_k = any(rows[i].top_p < 1 for i in k_rows)
 
     # ------------------------------------------------------------------ sampling
-    def __call__(self, logits: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self, logits: torch.Tensor, draws: torch.Tensor | None = None, *, mask_in_place: bool = False
+    ) -> torch.Tensor:
         """One token per row. `draws` (bool[R]) marks the rows whose token will be used: only their
         counters advance, so a row's stream never depends on steps it sat out. None means all.
-        Constrained rows sample from their grammar's allowed tokens only."""
+        Constrained rows sample from their grammar's allowed tokens only; `mask_in_place` lets
+        their mask be written into `logits` (the caller does not need them unmasked)."""
         if self.grammars is not None and self.grammars.any:
-            logits = self.grammars.mask(logits)
+            logits = self.grammars.mask(logits, in_place=mask_in_place)
         if self.all_greedy:
             return logits.argmax(dim=-1)
         scaled = logits.float()

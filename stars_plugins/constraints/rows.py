@@ -108,6 +108,7 @@ class GrammarRows:
 
     def _refresh(self) -> None:
         self.constrained = [i for i, row in enumerate(self.rows) if row is not None]
+        self._position = {row: j for j, row in enumerate(self.constrained)}
         self.index = torch.tensor(self.constrained, dtype=torch.long, device=self.device)
         self._bitmask = None
 
@@ -116,29 +117,60 @@ class GrammarRows:
         return bool(self.constrained)
 
     # ------------------------------------------------------------------ per step
-    def mask(self, logits: torch.Tensor, live: torch.Tensor | None = None) -> torch.Tensor:
-        """`logits` with every token a constrained row's grammar forbids set to -inf (a new tensor
-        when any row is constrained; unconstrained rows' values are untouched). A terminated row
-        (its stop token accepted) is left as it is: it samples nothing more this round."""
-        if not self.constrained:
-            return logits
+    def fill(self) -> torch.Tensor:
+        """The next-token bitmask of every constrained row (in `self.constrained` order): int32
+        [rows, ceil(vocab / 32)], bit t of a row set where token t is allowed. A terminated row (its
+        stop token accepted) allows everything: it samples nothing more this round."""
         import xgrammar
 
-        if self._bitmask is None or self._bitmask.shape[0] != len(self.constrained):
-            self._bitmask = xgrammar.allocate_token_bitmask(len(self.constrained), self.vocab_size)
+        rows = len(self.constrained)
+        if self._bitmask is None or self._bitmask.shape[0] != rows:
+            self._bitmask = xgrammar.allocate_token_bitmask(rows, self.vocab_size)
         bitmask = self._bitmask
         xgrammar.reset_token_bitmask(bitmask)
         for j, i in enumerate(self.constrained):
             matcher = self.rows[i].matcher
             if not matcher.is_terminated():
                 matcher.fill_next_token_bitmask(bitmask, j)
-        sub = logits.index_select(0, self.index).float()
-        if sub.device.type != "cpu":
-            bitmask = bitmask.to(sub.device, non_blocking=True)
-        xgrammar.apply_token_bitmask_inplace(sub, bitmask, vocab_size=min(self.vocab_size, sub.shape[-1]))
-        if sub.shape[-1] > self.vocab_size:  # logits wider than the vocabulary: padding ids are never valid
-            sub[:, self.vocab_size :] = float("-inf")
-        return logits.index_copy(0, self.index, sub.to(logits.dtype))
+        return bitmask
+
+    def apply(
+        self, logits: torch.Tensor, bitmask: torch.Tensor, rows: Sequence[int] | None = None, *, in_place: bool = False
+    ) -> torch.Tensor:
+        """`logits` with the forbidden tokens of batch rows `rows` (default: every constrained row;
+        `bitmask` from `fill`) set to -inf; other rows untouched. `in_place`: write into `logits`
+        (saves a copy of the [rows, vocabulary] tensor) instead of returning a new tensor."""
+        import xgrammar
+
+        rows = self.constrained if rows is None else list(rows)
+        if not rows:
+            return logits
+        position = self._position
+        masks = bitmask if rows == self.constrained else bitmask[[position[i] for i in rows]]
+        if logits.device.type != "cpu":
+            masks = masks.to(logits.device, non_blocking=True)
+        every_row = len(rows) == logits.shape[0]
+        if every_row:  # no gather / scatter: mask the whole tensor
+            target = logits if in_place else logits.clone()
+        else:
+            index = torch.tensor(rows, dtype=torch.long, device=logits.device)
+            target = logits.index_select(0, index)
+        xgrammar.apply_token_bitmask_inplace(target, masks, vocab_size=min(self.vocab_size, target.shape[-1]))
+        if target.shape[-1] > self.vocab_size:  # logits wider than the vocabulary: padding ids are never valid
+            target[:, self.vocab_size :] = float("-inf")
+        if every_row:
+            return target
+        return logits.index_copy_(0, index, target) if in_place else logits.index_copy(0, index, target)
+
+    def mask(self, logits: torch.Tensor, *, in_place: bool = False) -> torch.Tensor:
+        """`logits` with every token a constrained row's grammar forbids set to -inf (`fill` + `apply`)."""
+        if not self.constrained:
+            return logits
+        return self.apply(logits, self.fill(), in_place=in_place)
+
+    def bitmask_rows(self, bitmask: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
+        """The rows of `bitmask` (from `fill`) of batch rows `rows`."""
+        return bitmask[[self._position[i] for i in rows]]
 
     def observe(self, tokens: torch.Tensor, live: torch.Tensor) -> None:
         """Each live constrained row accepts its token (sampled under the mask, or replayed)."""

@@ -108,14 +108,21 @@ class Constraint:
         except Exception as exc:  # xgrammar reports parse errors as RuntimeError with a C++ location
             raise ConstraintError(f"{self.kind}: {_engine_message(exc)}") from None
 
-    def engine_grammar(self) -> Any:
-        """This constraint as an `xgrammar.Grammar` (no tokenizer needed)."""
+    def engine_grammar(self, *, any_whitespace: bool = False) -> Any:
+        """This constraint as an `xgrammar.Grammar` (no tokenizer needed). JSON is generated in
+        the standard compact layout (`{"a": 1, "b": [2, 3]}`): free whitespace lets small models
+        spend their budget on blank lines. `any_whitespace=True` accepts any JSON whitespace
+        (for checking text a model wrote without the mask)."""
         import xgrammar
 
         if self.kind == "json_schema":
-            return xgrammar.Grammar.from_json_schema(self.source, strict_mode=self.strict)
+            return xgrammar.Grammar.from_json_schema(
+                self.source, strict_mode=self.strict, any_whitespace=any_whitespace
+            )
         if self.kind == "json_object":
-            return xgrammar.Grammar.from_json_schema('{"type": "object"}', strict_mode=False)
+            return xgrammar.Grammar.from_json_schema(
+                '{"type": "object"}', strict_mode=False, any_whitespace=any_whitespace
+            )
         if self.kind == "regex":
             return xgrammar.Grammar.from_regex(self.source)
         if self.kind == "choice":

@@ -25,13 +25,14 @@ class ConstraintChecker:
 
     `check_tokens(ids)` feeds the ids to a fresh matcher (the stop token, if last, ends it);
     `check_text(text)` feeds the text's bytes, for engines that return text only. Both say whether
-    the output is invalid, a valid prefix or a complete match.
+    the output is invalid, a valid prefix or a complete match. JSON may use any whitespace here
+    (the model wrote it without the mask); `any_whitespace=False` checks the masked layout.
     """
 
-    def __init__(self, constraint: Constraint, compiler: ConstraintCompiler):
+    def __init__(self, constraint: Constraint, compiler: ConstraintCompiler, *, any_whitespace: bool = True):
         self.constraint = constraint
         self.compiler = compiler
-        self.compiled = compiler.compile(constraint)
+        self.compiled = compiler.compile(constraint, any_whitespace=any_whitespace)
 
     def _matcher(self) -> Any:
         import xgrammar

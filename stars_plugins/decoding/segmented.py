@@ -20,6 +20,7 @@ from stars_plugins.decoding.judges import Judge
 from stars_plugins.decoding.rules import SegmentRule
 from stars_plugins.decoding.scoring import DecodeContext, release
 from stars_plugins.decoding.state import Candidate, Event, FinishEvent, RequestState, SegmentEvent, sampling_rows
+from stars_plugins.decoding.validity import ConstraintFilter
 from stars_plugins.errors import ConfigError
 
 
@@ -66,6 +67,10 @@ class SegmentedGroup:
     def __init__(self, decoder: SegmentedDecoder, ctx: DecodeContext):
         self.decoder = decoder
         self.ctx = ctx
+        # A policy that cannot mask tokens while sampling gets constrained requests checked at each
+        # segment boundary instead: candidates that cannot become valid are rejected (validity.py).
+        masks = getattr(ctx.policy, "supports_constraints", False)
+        self.judge: Judge = decoder.judge if masks else ConstraintFilter(decoder.judge)
         self.batch: PolicyBatch | None = None
         self.boundary: BoundaryRule | None = None
         self.owners: list[RequestState] = []  # the request of every batch row
@@ -94,7 +99,7 @@ class SegmentedGroup:
         Requests that already generated (after an eviction) are re-prefilled with their accepted
         tokens and keep their judge state, random streams and stats.
         """
-        self.decoder.judge.start(self.ctx, [r for r in requests if not r.done])
+        self.judge.start(self.ctx, [r for r in requests if not r.done])
         done = [r for r in requests if r.done]
         release(self.ctx, done)
         events: list[Event] = [FinishEvent(r, r.result()) for r in done]
@@ -174,7 +179,7 @@ class SegmentedGroup:
 
     def _round(self) -> list[Event]:
         assert self.batch is not None
-        rule, judge, policy, batch = self.decoder.rule, self.decoder.judge, self.ctx.policy, self.batch
+        rule, judge, policy, batch = self.decoder.rule, self.judge, self.ctx.policy, self.batch
         active = [r for r in self.active if not r.done]
         budgets, forced = [], {}
         for row, r in enumerate(self.owners):
@@ -272,22 +277,18 @@ class SegmentedGroup:
 
     def _row_count(self, r: RequestState) -> int:
         base = self.decoder.candidates(r.config)
-        rounds = getattr(self.decoder.judge, "rejected_rounds", lambda request: 0)(r)
+        rounds = getattr(self.judge, "rejected_rounds", lambda request: 0)(r)
         if rounds <= 0 or r.config.max_adaptive_candidates <= base:
             return base
         return min(base << min(rounds, 16), r.config.max_adaptive_candidates)
 
 
 def constraint_compiler(policy: PolicyBackend, requests: Sequence[RequestState]) -> Callable[[Any], Any] | None:
-    """The policy's constraint compiler when some of `requests` are constrained (a policy that
-    cannot enforce constraints while sampling is refused with a `ConfigError`)."""
-    if all(r.config.constraint is None for r in requests):
+    """The policy's constraint compiler when some of `requests` are constrained and the policy
+    masks tokens while sampling (`supports_constraints`); else None: rows sample unconstrained and
+    the group's `ConstraintFilter` judges their validity at segment boundaries."""
+    if all(r.config.constraint is None for r in requests) or not getattr(policy, "supports_constraints", False):
         return None
-    if not getattr(policy, "supports_constraints", False):
-        raise ConfigError(
-            f"the policy backend of {policy.name} cannot enforce a structured-output constraint while sampling; "
-            "see docs/structured.md (serving engines)"
-        )
     return policy.compile_constraint  # type: ignore[attr-defined]
 
 

@@ -151,14 +151,13 @@ def sampling_rows(
 ) -> list[RowSampling]:
     """One `RowSampling` per batch row of `requests` (request by request, `rows` each): the only
     place where a request's settings become its rows' sampling. A constrained request's rows carry
-    its grammar compiled by `compile_constraint`, resuming after the tokens it already accepted."""
+    its grammar compiled by `compile_constraint`, resuming after the tokens it already accepted
+    (None: the policy cannot mask, and the rows sample unconstrained; see decoding/validity.py)."""
     rows = []
     for r in requests:
         c = r.config
         grammar = None
-        if c.constraint is not None:
-            if compile_constraint is None:
-                raise ValueError("a constrained request needs a policy that compiles constraints")
+        if c.constraint is not None and compile_constraint is not None:
             grammar = RowGrammar(
                 compile_constraint(c.constraint), tuple(r.generated), max_rollback=c.max_new_tokens, key=c.constraint
             )

@@ -31,6 +31,7 @@ _FINISH_REASONS = {
     "eos": "stop",
     "stop": "stop",
     "length": "length",
+    "constraint_incomplete": "length",  # the budget ran out before the constrained output was complete
     "cancelled": "stop",
     "error": "stop",
     "tool_calls": "tool_calls",

@@ -134,7 +134,10 @@ class LockstepBatch:
             live &= lengths < budget
             if watch.all_done(live):
                 break
-            chosen = torch.where(is_forced, forced_tokens[:, s], self.sampler(self.logits, live & ~is_forced))
+            # A constrained row's logits are masked in place: the next step replaces a live row's
+            # logits, and re-masking an idle row's in the same grammar state changes nothing.
+            sampled = self.sampler(self.logits, live & ~is_forced, mask_in_place=True)
+            chosen = torch.where(is_forced, forced_tokens[:, s], sampled)
             chosen = torch.where(live, chosen, self.policy.pad_token_id)
             tokens[:, s] = chosen
             self.sampler.observe(chosen, live)
