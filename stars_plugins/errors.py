@@ -64,6 +64,10 @@ class ServingUnavailableError(ServingError, ConnectionError):
     """A serving engine cannot be reached (refused, reset, timed out, or it answers 503)."""
 
 
+class ToolSpecError(ConfigError):
+    """A tool specification or `tool_choice` is malformed (a `ConfigError`: tools are call settings)."""
+
+
 class ConstraintError(ConfigError):
     """A structured-output constraint cannot be used: an invalid JSON Schema, a keyword the grammar
     engine cannot enforce, a regular expression or grammar that does not parse, an empty choice.

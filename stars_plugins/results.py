@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from stars_plugins.tools.outcomes import InvalidToolCall, ToolCall
+
 #: Why a request ended. eos: the policy's end-of-sequence token (under a constraint: where the
 #: grammar can end); stop: a stop string, or a constrained output that is complete when the budget
 #: ran out; length: max_new_tokens reached; constraint_incomplete: max_new_tokens reached before
 #: the constrained output was complete (the text is a valid prefix, not a valid answer);
-#: error / cancelled.
-FinishReason = Literal["eos", "stop", "length", "constraint_incomplete", "error", "cancelled"]
+#: error / cancelled; tool_calls: the answer ended with valid tool calls (docs/tools.md).
+FinishReason = Literal["eos", "stop", "length", "constraint_incomplete", "error", "cancelled", "tool_calls"]
 
 
 @dataclass
@@ -73,6 +75,13 @@ class GenerationResult:
     stats: GenerationStats = field(default_factory=GenerationStats)
     segments: list[Segment] = field(default_factory=list)
     error: BaseException | None = None
+    # With tools bound (docs/tools.md): the calls read from `response_prefix + text`, the calls
+    # that failed to parse or validate, and the text outside calls (None: no tools bound, the
+    # answer is `text`). `finish_reason` is "tool_calls" when a valid call ended the answer.
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    invalid_tool_calls: list[InvalidToolCall] = field(default_factory=list)
+    content: str | None = None
+    response_prefix: str = ""  # text written for the model before `text` (a required call's opening)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,4 +92,7 @@ class GenerationResult:
             "strategy": self.strategy,
             "stats": self.stats.as_dict(),
             "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
+            "content": self.content,
+            "tool_calls": [c.to_openai() for c in self.tool_calls],
+            "invalid_tool_calls": [asdict(c) for c in self.invalid_tool_calls],
         }
