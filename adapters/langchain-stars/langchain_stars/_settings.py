@@ -104,7 +104,7 @@ class StarsSettings(_ConfigFields):
             chunk = self._chunk(delta, call)  # type: ignore[attr-defined]
             if run_manager and delta.text:
                 run_manager.on_llm_new_token(delta.text, chunk=chunk)
-            if delta.text or delta.result:
+            if delta.text or delta.result or delta.tool_calls or delta.invalid_tool_calls:
                 yield delta, chunk
 
     async def _achunks(self, deltas: AsyncIterator[calls.Delta], call: calls.Call, run_manager: Any) -> Any:
@@ -112,7 +112,7 @@ class StarsSettings(_ConfigFields):
             chunk = self._chunk(delta, call)  # type: ignore[attr-defined]
             if run_manager and delta.text:
                 await run_manager.on_llm_new_token(delta.text, chunk=chunk)
-            if delta.text or delta.result:
+            if delta.text or delta.result or delta.tool_calls or delta.invalid_tool_calls:
                 yield delta, chunk
 
     def get_token_ids(self, text: str) -> list[int]:
