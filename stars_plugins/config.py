@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from stars_plugins.errors import ConfigError, UnknownStrategyError
 from stars_plugins.text import check_text
+from stars_plugins.tools.parsers import get_tool_parser
+from stars_plugins.tools.spec import ToolSpec, check_tool_choice, tool_choice_name, tool_specs
 
 #: Settings that only some strategies read (every strategy reads the others: sampling, stopping,
 #: prompts, max_new_tokens, seed). A strategy declares which of these it uses.
@@ -160,6 +162,19 @@ class StarsConfig(BaseModel):
     system_prompt: str | None = Field(None, description="System message used with the chat template.")
     truncate_prompt: bool = Field(False, description="Keep the last tokens of an over-long prompt instead of raising.")
 
+    # --- tools (see docs/tools.md) ------------------------------------------------------------
+    tools: tuple[ToolSpec, ...] = Field(
+        (), description="Functions the model may call: ToolSpec objects or OpenAI tool dicts."
+    )
+    tool_choice: str = Field(
+        "auto",
+        description="auto (text or calls), none (text only), required (at least one call) or a bound function's name.",
+    )
+    tool_parser: str | None = Field(
+        None, description="Tool-call format (hermes, llama3_json, mistral); None: read from the chat template."
+    )
+    parallel_tool_calls: bool = Field(True, description="Allow several tool calls in one answer.")
+
     # --- CARDS-style uncertainty segmentation (strategy="cards") ------------------------------
     entropy_threshold: float = Field(
         3.0, gt=0.0, le=50.0, description="A segment ends when next-token entropy (nats) reaches this."
@@ -229,6 +244,28 @@ class StarsConfig(BaseModel):
         if value is not None:
             check_text(value, "system_prompt")
         return value
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tool_specs(cls, value: Any) -> Any:
+        return tool_specs(value)
+
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _tool_choice(cls, value: Any) -> Any:
+        return tool_choice_name(value)
+
+    @field_validator("tool_parser")
+    @classmethod
+    def _tool_parser(cls, value: str | None) -> str | None:
+        if value is not None:
+            get_tool_parser(value)
+        return value
+
+    @model_validator(mode="after")
+    def _choice_among_tools(self) -> StarsConfig:
+        check_tool_choice(self.tool_choice, self.tools)
+        return self
 
     @field_validator("target_reward")
     @classmethod

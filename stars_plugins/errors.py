@@ -62,3 +62,7 @@ class ServingError(StarsError, RuntimeError):
 
 class ServingUnavailableError(ServingError, ConnectionError):
     """A serving engine cannot be reached (refused, reset, timed out, or it answers 503)."""
+
+
+class ToolSpecError(ConfigError):
+    """A tool specification or `tool_choice` is malformed (a `ConfigError`: tools are call settings)."""

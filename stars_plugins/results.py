@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-FinishReason = Literal["eos", "stop", "length", "error", "cancelled"]
+from stars_plugins.tools.outcomes import InvalidToolCall, ToolCall
+
+FinishReason = Literal["eos", "stop", "length", "error", "cancelled", "tool_calls"]
 
 
 @dataclass
@@ -68,6 +70,13 @@ class GenerationResult:
     stats: GenerationStats = field(default_factory=GenerationStats)
     segments: list[Segment] = field(default_factory=list)
     error: BaseException | None = None
+    # With tools bound (docs/tools.md): the calls read from `response_prefix + text`, the calls
+    # that failed to parse or validate, and the text outside calls (None: no tools bound, the
+    # answer is `text`). `finish_reason` is "tool_calls" when a valid call ended the answer.
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    invalid_tool_calls: list[InvalidToolCall] = field(default_factory=list)
+    content: str | None = None
+    response_prefix: str = ""  # text written for the model before `text` (a required call's opening)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -78,4 +87,7 @@ class GenerationResult:
             "strategy": self.strategy,
             "stats": self.stats.as_dict(),
             "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
+            "content": self.content,
+            "tool_calls": [c.to_openai() for c in self.tool_calls],
+            "invalid_tool_calls": [asdict(c) for c in self.invalid_tool_calls],
         }

@@ -28,6 +28,8 @@ def score_texts(ctx: DecodeContext, owners: Sequence[RequestState], responses: S
     if not responses:
         return []
     prompts = [r.prepared.reward_prompt for r in owners]
+    # a required call's forced opening is part of the answer the reward judges (docs/tools.md)
+    responses = [r.prepared.response_prefix + text for r, text in zip(owners, responses, strict=True)]
     keys = [r.key for r in owners]
     for r in {id(r): r for r in owners}.values():
         r.stats.reward_calls += 1

@@ -13,6 +13,7 @@ from stars_plugins.backends.sampling import RowSampling
 from stars_plugins.config import StarsConfig
 from stars_plugins.prompts import PreparedPrompt
 from stars_plugins.results import FinishReason, GenerationResult, GenerationStats, Segment
+from stars_plugins.tools.parsers import parse_tool_output
 
 _keys = itertools.count()
 
@@ -110,7 +111,7 @@ class RequestState:
             self.stats.wall_seconds = time.perf_counter() - self.started
 
     def result(self) -> GenerationResult:
-        return GenerationResult(
+        result = GenerationResult(
             prompt=self.prepared.original,
             text=self.text,
             token_ids=list(self.generated),
@@ -121,6 +122,27 @@ class RequestState:
             segments=list(self.segments),
             error=self.error,
         )
+        if self.prepared.tool_parser is not None:
+            attach_tool_calls(result, self.config, self.prepared, self.seed)
+        return result
+
+
+def attach_tool_calls(result: GenerationResult, config: StarsConfig, prepared: PreparedPrompt, seed: int) -> None:
+    """Read the tool calls of a finished answer (docs/tools.md): valid calls, invalid ones with
+    their raw text, the content outside calls; finish_reason "tool_calls" when valid calls end it."""
+    parsed = parse_tool_output(
+        prepared.response_prefix + result.text,
+        config.tools,
+        prepared.tool_parser or "hermes",
+        seed=seed,
+        parallel_tool_calls=config.parallel_tool_calls,
+    )
+    result.response_prefix = prepared.response_prefix
+    result.content = parsed.content
+    result.tool_calls = list(parsed.tool_calls)
+    result.invalid_tool_calls = list(parsed.invalid_tool_calls)
+    if parsed.tool_calls and result.finish_reason in ("eos", "stop"):
+        result.finish_reason = "tool_calls"
 
 
 def sampling_rows(requests: Sequence[RequestState]) -> list[RowSampling]:
