@@ -124,7 +124,7 @@ class ChatStars(StarsSettings, BaseChatModel):
     def _output(self, results: list[GenerationResult], call: calls.Call) -> ChatResult:
         (result,) = results
         message = AIMessage(
-            content=result.text,
+            content=result.text if result.content is None else result.content,
             tool_calls=to_tool_calls(result.tool_calls),
             invalid_tool_calls=to_invalid_tool_calls(result.invalid_tool_calls),
             usage_metadata=_usage(result),

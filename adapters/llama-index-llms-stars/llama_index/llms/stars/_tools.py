@@ -15,7 +15,7 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 
 from stars_plugins.errors import ToolSpecError
-from stars_plugins.tools import ToolSpec, tool_choice_name
+from stars_plugins.tools import tool_choice_name, tool_specs
 
 _ROLE_NAMES = {MessageRole.DEVELOPER: "system", MessageRole.CHATBOT: "assistant", MessageRole.MODEL: "assistant"}
 #: Where a response keeps the calls that did not parse or did not match their schema.
@@ -25,11 +25,8 @@ INVALID_CALLS_KEY = "invalid_tool_calls"
 def openai_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
     """LlamaIndex tools (anything with `.metadata.to_openai_tool()`) as OpenAI function specs,
     checked by the core now."""
-    specs = []
-    for tool in tools:
-        spec = tool.metadata.to_openai_tool(skip_length_check=True)
-        ToolSpec.from_openai(spec)
-        specs.append(spec)
+    specs = [tool.metadata.to_openai_tool(skip_length_check=True) for tool in tools]
+    tool_specs(specs)  # the core's checks: names, object schemas, valid JSON Schema, no name twice
     return specs
 
 

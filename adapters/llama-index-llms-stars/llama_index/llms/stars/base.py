@@ -22,12 +22,6 @@ from llama_index.core.instrumentation.events import llm as events
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection, default_completion_to_prompt
-from pydantic import ConfigDict
-
-from stars_plugins import ConfigError, GenerationResult, StarsRuntime, calls
-from stars_plugins.calls import CALL_SETTINGS, Call, off_loop  # noqa: F401  (CALL_SETTINGS: re-exported)
-from stars_plugins.streams import closing_stream
-
 from llama_index.llms.stars._tools import (
     INVALID_CALLS_KEY,
     message_dict,
@@ -35,6 +29,11 @@ from llama_index.llms.stars._tools import (
     response_message,
     tool_choice_mode,
 )
+from pydantic import ConfigDict
+
+from stars_plugins import ConfigError, GenerationResult, StarsRuntime, calls
+from stars_plugins.calls import CALL_SETTINGS, Call, off_loop  # noqa: F401  (CALL_SETTINGS: re-exported)
+from stars_plugins.streams import closing_stream
 
 dispatcher = get_dispatcher(__name__)
 
