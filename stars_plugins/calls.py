@@ -38,6 +38,8 @@ from stars_plugins.rewards.base import reward_identity
 from stars_plugins.rewards.registry import RewardSpec, unknown_reward_error
 from stars_plugins.runtime import AsyncGenerationStream, GenerationStream, StarsRuntime
 from stars_plugins.streams import AsyncClosingStream, ClosingStream
+from stars_plugins.tools.outcomes import InvalidToolCall, ParsedToolOutput, ToolCall
+from stars_plugins.tools.parsers import parse_tool_output
 
 #: Other names of `StarsConfig` fields, accepted wherever settings are (`max_tokens=64`).
 ALIASES: dict[str, str] = {"max_tokens": "max_new_tokens"}
@@ -240,6 +242,9 @@ class Delta:
     so_far: str  # all text streamed so far, this delta included
     segment: Segment | None
     result: GenerationResult | None = None
+    # With tools bound, `text` is content outside calls only, and the calls complete (and
+    # accepted) in this delta come here, in order, with the ids of the final result's calls.
+    tool_calls: tuple[ToolCall | InvalidToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -353,23 +358,65 @@ async def off_loop(function: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 class _Deltas:
-    """Segments -> deltas; the final segment's text waits for the result (they arrive together)."""
+    """Segments -> deltas; the final segment's text waits for the result (they arrive together).
+    With tools bound, text that is (or may begin) a call is held back, and each call is handed
+    out once its segment is accepted and the call is complete."""
 
-    def __init__(self) -> None:
+    def __init__(self, request: Any = None) -> None:
         self.so_far = ""
         self.final: Segment | None = None
+        self.text = ""  # all generated text (with tools, `so_far` is content only)
+        self.calls_out = 0
+        self.request = request  # the RequestState, for its tools (bound lazily by async streams)
+
+    @property
+    def tools(self) -> bool:
+        return self.request is not None and self.request.prepared.tool_parser is not None
 
     def add(self, segment: Segment) -> Delta | None:
-        self.so_far += segment.text
+        self.text += segment.text
         if segment.final:
             self.final = segment
             return None
-        return Delta(segment.text, self.so_far, segment)
+        if not self.tools:
+            self.so_far += segment.text
+            return Delta(segment.text, self.so_far, segment)
+        view = self._parse(final=False)
+        shown = view.content.strip()  # trailing space waits: a call may follow it
+        text = shown[len(self.so_far) :] if shown.startswith(self.so_far) else ""
+        self.so_far += text
+        calls = view.calls_in_order[self.calls_out :]
+        self.calls_out += len(calls)
+        return Delta(text, self.so_far, segment, tool_calls=calls)
 
     def finish(self, result: GenerationResult | None) -> Delta:
         if result is None:  # the runtime always reports a finished request; guard against a silent loss
             raise RuntimeError("the STARS stream ended without a result")
-        return Delta(self.final.text if self.final else "", self.so_far, self.final, result)
+        if not self.tools or result.content is None:
+            self.so_far += self.final.text if self.final else ""
+            return Delta(self.final.text if self.final else "", self.so_far, self.final, result)
+        view = self._parse(final=True)
+        text = result.content[len(self.so_far) :] if result.content.startswith(self.so_far) else ""
+        self.so_far += text
+        calls = view.calls_in_order[self.calls_out :]
+        self.calls_out += len(calls)
+        return Delta(text, self.so_far, self.final, result, tool_calls=calls)
+
+    def _parse(self, *, final: bool) -> ParsedToolOutput:
+        r = self.request
+        return parse_tool_output(
+            r.prepared.response_prefix + self.text,
+            r.config.tools,
+            r.prepared.tool_parser,
+            seed=r.seed,
+            final=final,
+            parallel_tool_calls=r.config.parallel_tool_calls,
+        )
+
+
+def _request_of(stream: Any) -> Any:
+    job = stream.job
+    return job.requests[0] if job is not None and job.requests else None
 
 
 class DeltaStream(ClosingStream[Delta]):
@@ -379,7 +426,7 @@ class DeltaStream(ClosingStream[Delta]):
 
     def __init__(self, stream: GenerationStream):
         self._stream = stream
-        self._deltas = _Deltas()
+        self._deltas = _Deltas(_request_of(stream))
         self._done = False
 
     def __next__(self) -> Delta:
@@ -416,7 +463,11 @@ class AsyncDeltaStream(AsyncClosingStream[Delta]):
         while not self._done:
             try:
                 segment = await self._stream.__anext__()
+                if self._deltas.request is None:
+                    self._deltas.request = _request_of(self._stream)
             except StopAsyncIteration:
+                if self._deltas.request is None:
+                    self._deltas.request = _request_of(self._stream)
                 self._done = True
                 return self._deltas.finish(self._stream.result)
             if (delta := self._deltas.add(segment)) is not None:

@@ -66,3 +66,9 @@ class ServingUnavailableError(ServingError, ConnectionError):
 
 class ToolSpecError(ConfigError):
     """A tool specification or `tool_choice` is malformed (a `ConfigError`: tools are call settings)."""
+
+
+class ConstraintError(ConfigError):
+    """A structured-output constraint cannot be used: an invalid JSON Schema, a keyword the grammar
+    engine cannot enforce, a regular expression or grammar that does not parse, an empty choice.
+    Raised when the `Constraint` is built, before any model work."""

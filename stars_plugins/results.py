@@ -7,7 +7,12 @@ from typing import Any, Literal
 
 from stars_plugins.tools.outcomes import InvalidToolCall, ToolCall
 
-FinishReason = Literal["eos", "stop", "length", "error", "cancelled", "tool_calls"]
+#: Why a request ended. eos: the policy's end-of-sequence token (under a constraint: where the
+#: grammar can end); stop: a stop string, or a constrained output that is complete when the budget
+#: ran out; length: max_new_tokens reached; constraint_incomplete: max_new_tokens reached before
+#: the constrained output was complete (the text is a valid prefix, not a valid answer);
+#: error / cancelled; tool_calls: the answer ended with valid tool calls (docs/tools.md).
+FinishReason = Literal["eos", "stop", "length", "constraint_incomplete", "error", "cancelled", "tool_calls"]
 
 
 @dataclass

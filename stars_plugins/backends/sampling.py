@@ -12,6 +12,13 @@ depend on its request's seed and its own history only, never on what shares the 
 steps the batch ran. Copies of one row (siblings restarting from an accepted candidate) keep
 drawing different numbers: the first copy keeps the source's stream, later copies get new streams
 derived from it, in the order the copies appear (which is the request's own row order).
+
+Constraints (structured output): a row whose `RowSampling.grammar` is set samples only tokens its
+grammar allows. The mask is applied to the logits before temperature, top-k and top-p, and only to
+constrained rows (an unconstrained batch does no mask work at all); the random draw stays the
+row's own, so a seeded constrained row gives the same tokens whatever shares its batch. The grammar
+state (`constraints.GrammarRows`) follows the rows: `observe` after each step, `rollback` for a
+rejected segment, `select` for copies, and `state` to resume elsewhere.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from stars_plugins.constraints.rows import GrammarRows, RowGrammar
+
 
 @dataclass(frozen=True)
 class RowSampling:
@@ -28,7 +37,8 @@ class RowSampling:
 
     `seed` is the request's seed; `stream` the candidate index within the request (rows of one
     request must not draw identical numbers). Draws are reproducible whatever shares the batch.
-    `counter`: draws this stream has already used (to resume a row exactly, see `BatchSampler.state`)."""
+    `counter`: draws this stream has already used (to resume a row exactly, see `BatchSampler.state`).
+    `grammar`: the row's structured-output constraint and the tokens it already accepted, or None."""
 
     temperature: float
     top_k: int
@@ -36,6 +46,7 @@ class RowSampling:
     seed: int
     stream: int = 0
     counter: int = 0
+    grammar: RowGrammar | None = None
 
 
 # splitmix64 constants, as signed int64 (torch has no uint64 arithmetic).
@@ -91,6 +102,7 @@ class BatchSampler:
         self.seed = torch.zeros(0, dtype=torch.long, device=self.device)
         self.stream = torch.zeros(0, dtype=torch.long, device=self.device)
         self.counter = torch.zeros(0, dtype=torch.long, device=self.device)
+        self.grammars: GrammarRows | None = None  # built when the first constrained row arrives
         self.extend(rows)
 
     # ------------------------------------------------------------------ rows
@@ -101,13 +113,43 @@ class BatchSampler:
         self.seed = torch.cat([self.seed, self._longs([_signed(r.seed) for r in rows])])
         self.stream = torch.cat([self.stream, self._longs([_signed(r.stream) for r in rows])])
         self.counter = torch.cat([self.counter, self._longs([r.counter for r in rows])])
+        if self.grammars is not None:
+            self.grammars.extend([r.grammar for r in rows])
+        elif any(r.grammar is not None for r in rows):
+            first = next(r.grammar for r in rows if r.grammar is not None)
+            before = [None] * (len(self.rows) - len(rows))
+            vocab = first.compiled.tokenizer_info.vocab_size
+            self.grammars = GrammarRows([*before, *(r.grammar for r in rows)], vocab, self.device)
         self._refresh()
 
     def state(self) -> list[RowSampling]:
-        """Every row's settings with its current stream and draw counter: `extend`ing a fresh
-        sampler with these continues each row's random numbers exactly (e.g. after an eviction)."""
+        """Every row's settings with its current stream and draw counter (and grammar state):
+        `extend`ing a fresh sampler with these continues each row exactly (e.g. after an eviction)."""
         streams, counters = self.stream.tolist(), self.counter.tolist()
-        return [replace(r, stream=s, counter=c) for r, s, c in zip(self.rows, streams, counters, strict=True)]
+        rows = [replace(r, stream=s, counter=c) for r, s, c in zip(self.rows, streams, counters, strict=True)]
+        if self.grammars is not None:
+            grammars = self.grammars.state([r.grammar for r in rows])
+            rows = [replace(r, grammar=g) for r, g in zip(rows, grammars, strict=True)]
+        return rows
+
+    # ------------------------------------------------------------------ constraint hooks
+    @property
+    def constrained(self) -> bool:
+        return self.grammars is not None and self.grammars.any
+
+    def observe(self, tokens: torch.Tensor, live: torch.Tensor) -> None:
+        """After a step: each live constrained row's grammar accepts its token (sampled or replayed)."""
+        if self.grammars is not None:
+            self.grammars.observe(tokens, live)
+
+    def rollback(self, rows: Sequence[int], counts: Sequence[int]) -> None:
+        """A rejected segment: row rows[k]'s grammar takes back its last counts[k] tokens."""
+        if self.grammars is not None:
+            self.grammars.rollback(rows, counts)
+
+    def complete(self) -> list[bool]:
+        """Per row: whether its constrained output is a complete match (True when unconstrained)."""
+        return [True] * len(self.rows) if self.grammars is None else self.grammars.complete()
 
     def select(self, indices: Sequence[int] | torch.Tensor) -> None:
         """Follow the batch when it copies, drops or reorders rows: row r := old row indices[r].
@@ -129,6 +171,8 @@ class BatchSampler:
             number = self._longs(extra)
             stream = torch.where(number > 0, splitmix64(stream ^ splitmix64(number)), stream)
         self.stream = stream
+        if self.grammars is not None:
+            self.grammars.select(source)
         self._refresh()
 
     def _subset(self, rows: list[int]) -> torch.Tensor | slice | None:
@@ -176,7 +220,10 @@ class BatchSampler:
     # ------------------------------------------------------------------ sampling
     def __call__(self, logits: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
         """One token per row. `draws` (bool[R]) marks the rows whose token will be used: only their
-        counters advance, so a row's stream never depends on steps it sat out. None means all."""
+        counters advance, so a row's stream never depends on steps it sat out. None means all.
+        Constrained rows sample from their grammar's allowed tokens only."""
+        if self.grammars is not None and self.grammars.any:
+            logits = self.grammars.mask(logits)
         if self.all_greedy:
             return logits.argmax(dim=-1)
         scaled = logits.float()

@@ -108,7 +108,9 @@ class SegmentedGroup:
                 f"backend of {self.ctx.policy.name} does not support; use strategy='stars' instead"
             )
         fresh = self.ctx.policy.open_batch(
-            [r.prepared.token_ids + tuple(r.generated) for r in new], [r.rows for r in new], sampling_rows(new)
+            [r.prepared.token_ids + tuple(r.generated) for r in new],
+            [r.rows for r in new],
+            sampling_rows(new, constraint_compiler(self.ctx.policy, new)),
         )
         if self.batch is None:
             self.batch, self.boundary = fresh, boundary
@@ -201,7 +203,8 @@ class SegmentedGroup:
                 if row in forced:
                     continue
                 tokens = out.segment(row)
-                candidate = _candidate(policy, r, tokens, bool(out.hit_eos[row]))
+                complete = True if out.complete is None else out.complete[row]
+                candidate = _candidate(policy, r, tokens, bool(out.hit_eos[row]), complete)
                 candidate.row = row
                 candidates.append(candidate)
                 r.stats.sampled_tokens += len(tokens)
@@ -275,9 +278,25 @@ class SegmentedGroup:
         return min(base << min(rounds, 16), r.config.max_adaptive_candidates)
 
 
-def _candidate(policy: PolicyBackend, r: RequestState, tokens: list[int], hit_eos: bool) -> Candidate:
+def constraint_compiler(policy: PolicyBackend, requests: Sequence[RequestState]) -> Callable[[Any], Any] | None:
+    """The policy's constraint compiler when some of `requests` are constrained (a policy that
+    cannot enforce constraints while sampling is refused with a `ConfigError`)."""
+    if all(r.config.constraint is None for r in requests):
+        return None
+    if not getattr(policy, "supports_constraints", False):
+        raise ConfigError(
+            f"the policy backend of {policy.name} cannot enforce a structured-output constraint while sampling; "
+            "see docs/structured.md (serving engines)"
+        )
+    return policy.compile_constraint  # type: ignore[attr-defined]
+
+
+def _candidate(
+    policy: PolicyBackend, r: RequestState, tokens: list[int], hit_eos: bool, complete: bool = True
+) -> Candidate:
     """A sampled segment as a candidate: EOS dropped, cut at the first stop string, and marked
-    finished when it reaches EOS, a stop string or the token budget."""
+    finished when it reaches EOS, a stop string or the token budget. Under a constraint, the budget
+    running out ends it as "stop" when the output is a complete match, else "constraint_incomplete"."""
     ids = tokens[:-1] if hit_eos else tokens
     text = policy.decode(r.generated + ids)
     finish = "eos" if hit_eos else None
@@ -290,7 +309,7 @@ def _candidate(policy: PolicyBackend, r: RequestState, tokens: list[int], hit_eo
             text, finish = text[:cut], "stop"
             ids = _ids_covering(policy, r.generated, ids, cut)
     if finish is None and len(r.generated) + len(ids) >= r.config.max_new_tokens:
-        finish = "length"
+        finish = "length" if r.config.constraint is None else ("stop" if complete else "constraint_incomplete")
     if finish is not None:
         text = text.rstrip("\ufffd")  # a multi-byte character cut by the budget: not part of the answer
     return Candidate(ids, text, finish, sampled=len(tokens))

@@ -193,6 +193,7 @@ async def _sse_stream(
     cancels it), which cancels every choice at its next round and frees the slot."""
     usage = plan.include_usage
     results = {}
+    calls_sent: dict[int, int] = {}  # tool calls streamed per choice (their delta index)
     outcome = "disconnected"
     try:
         if shape.chat:
@@ -208,6 +209,11 @@ async def _sse_stream(
                 return
             if event.text:
                 yield sse(shape.chunk(event.index, event.text, with_usage=usage))
+            if event.tool_calls and shape.chat:
+                first_call = calls_sent.get(event.index, 0)
+                numbered = list(enumerate(event.tool_calls, start=first_call))
+                calls_sent[event.index] = first_call + len(numbered)
+                yield sse(shape.chunk(event.index, tool_calls=numbered, with_usage=usage))
             if event.result is not None:
                 results[event.index] = event.result
                 yield sse(shape.chunk(event.index, None if shape.chat else "", result=event.result, with_usage=usage))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from stars_plugins.calls import AsyncDeltaStream
 from stars_plugins.results import GenerationResult
 from stars_plugins.server.protocol import Plan
+from stars_plugins.tools.outcomes import ToolCall
 
 
 @dataclass
@@ -25,6 +26,7 @@ class ChoiceEvent:
     text: str = ""
     result: GenerationResult | None = None
     error: BaseException | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # valid calls complete (and accepted) in this event
 
     @property
     def final(self) -> bool:
@@ -39,8 +41,9 @@ async def run_choices(plan: Plan) -> AsyncIterator[ChoiceEvent]:
     async def pump(index: int, stream: AsyncDeltaStream) -> None:
         try:
             async for delta in stream:
-                if delta.text or delta.result is not None:
-                    queue.put_nowait(ChoiceEvent(index, text=delta.text, result=delta.result))
+                calls = tuple(c for c in delta.tool_calls if isinstance(c, ToolCall))
+                if delta.text or calls or delta.result is not None:
+                    queue.put_nowait(ChoiceEvent(index, text=delta.text, result=delta.result, tool_calls=calls))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # this choice failed (its reward, its prompt): report it, others go on

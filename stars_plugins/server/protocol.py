@@ -27,6 +27,9 @@ OPENAI_SPELLING = {
     "top_p": "top_p",
     "seed": "seed",
     "stop": "stop",
+    "tools": "tools",
+    "tool_choice": "tool_choice",
+    "parallel_tool_calls": "parallel_tool_calls",
 }
 # Keys of the `stars` object besides StarsConfig's own fields.
 EXTRA_STARS_KEYS = ("reward",)
@@ -62,12 +65,26 @@ class TextPart(BaseModel):
     text: str
 
 
+class ToolCallFunction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+
+
+class MessageToolCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
-    tool_calls: list[Any] | None = None  # accepted only empty: no tool calling
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: str | None = None
     refusal: str | None = None
 
 
@@ -121,15 +138,13 @@ class ChatCompletionRequest(_GenerationRequest):
             **super().unsupported(),
             "logprobs": (None, False),
             "top_logprobs": (None, 0),
-            "tools": (None, []),
-            "tool_choice": (None, "none", "auto"),
             "functions": (None, []),
             "function_call": (None, "none", "auto"),
             "response_format": (None, {"type": "text"}),
             "reasoning_effort": (None,),
         }
 
-    def prompts(self) -> list[list[dict[str, str]]]:
+    def prompts(self) -> list[list[dict[str, Any]]]:
         return [[_message_dict(i, m) for i, m in enumerate(self.messages)]]
 
 
@@ -153,14 +168,25 @@ class CompletionRequest(_GenerationRequest):
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
 
-def _message_dict(index: int, message: ChatMessage) -> dict[str, str]:
-    if message.tool_calls:
-        raise bad_request("tool calls are not supported by stars serve", param=f"messages.{index}.tool_calls")
+def _message_dict(index: int, message: ChatMessage) -> dict[str, Any]:
     content = message.content
     if isinstance(content, list):
         content = "".join(part.text for part in content)
     role = "system" if message.role == "developer" else message.role
-    return {"role": role, "content": content or ""}
+    out: dict[str, Any] = {"role": role, "content": content or ""}
+    if message.tool_calls:
+        if role != "assistant":
+            raise bad_request("only assistant messages carry tool_calls", param=f"messages.{index}.tool_calls")
+        out["tool_calls"] = [call.model_dump() for call in message.tool_calls]
+    if role == "tool":
+        if not message.tool_call_id:
+            raise bad_request(
+                "a tool message needs the tool_call_id of the call it answers", param=f"messages.{index}.tool_call_id"
+            )
+        out["tool_call_id"] = message.tool_call_id
+        if message.name:
+            out["name"] = message.name
+    return out
 
 
 @dataclass(frozen=True)
@@ -274,6 +300,17 @@ def _openai_settings(request: ChatCompletionRequest | CompletionRequest, limits:
         if not 0 <= request.temperature <= 2:
             raise bad_request("temperature must be between 0 and 2", param="temperature")
         changes["temperature"] = request.temperature
+    tools = getattr(request, "tools", None)
+    if tools:
+        changes["tools"] = tools
+    choice = getattr(request, "tool_choice", None)
+    if choice is not None:
+        if tools:
+            changes["tool_choice"] = choice
+        elif choice not in ("auto", "none"):
+            raise bad_request("tool_choice needs tools: pass the functions in 'tools'", param="tool_choice")
+    if getattr(request, "parallel_tool_calls", None) is not None:
+        changes["parallel_tool_calls"] = request.parallel_tool_calls
     for field in ("top_p", "seed", "stop"):
         value = getattr(request, field)
         if value is not None:

@@ -7,6 +7,7 @@ rejections, reward calls, seconds). In a stream it rides on the choice's last ch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -24,8 +25,16 @@ from stars_plugins.errors import (
 )
 from stars_plugins.results import GenerationResult
 from stars_plugins.server.errors import APIError
+from stars_plugins.tools.outcomes import ToolCall
 
-_FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "stop", "error": "stop"}
+_FINISH_REASONS = {
+    "eos": "stop",
+    "stop": "stop",
+    "length": "length",
+    "cancelled": "stop",
+    "error": "stop",
+    "tool_calls": "tool_calls",
+}
 
 
 def openai_finish_reason(result: GenerationResult) -> str:
@@ -33,12 +42,19 @@ def openai_finish_reason(result: GenerationResult) -> str:
 
 
 def stars_extension(result: GenerationResult) -> dict[str, Any]:
-    return {
+    facts = {
         "strategy": result.strategy,
         "reward": result.reward,
         "finish_reason": result.finish_reason,
         "stats": result.stats.as_dict(),
     }
+    if result.invalid_tool_calls:  # OpenAI has no field for them: a call the model botched is reported here
+        facts["invalid_tool_calls"] = [dataclasses.asdict(c) for c in result.invalid_tool_calls]
+    return facts
+
+
+def message_tool_calls(result: GenerationResult) -> list[dict[str, Any]]:
+    return [call.to_openai() for call in result.tool_calls]
 
 
 def usage(results: dict[int, GenerationResult], prompt_of: dict[int, int]) -> dict[str, int]:
@@ -90,7 +106,12 @@ class ResponseShape:
             result = results[index]
             choice: dict[str, Any] = {"index": index}
             if self.chat:
-                choice["message"] = {"role": "assistant", "content": texts.get(index, ""), "refusal": None}
+                text = texts.get(index, "")
+                message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+                if result.tool_calls:
+                    message["tool_calls"] = message_tool_calls(result)
+                    message["content"] = text or None
+                choice["message"] = message
             else:
                 choice["text"] = texts.get(index, "")
             choice.update(logprobs=None, finish_reason=openai_finish_reason(result), stars=stars_extension(result))
@@ -106,12 +127,17 @@ class ResponseShape:
         role: bool = False,
         result: GenerationResult | None = None,
         with_usage: bool = False,
+        tool_calls: list[tuple[int, ToolCall]] | None = None,
     ) -> dict[str, Any]:
+        """One chunk; `tool_calls`: (index among the choice's calls, call) of calls complete now,
+        each sent whole (id, name and all arguments in one delta)."""
         choice: dict[str, Any] = {"index": index}
         if self.chat:
             delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
             if text is not None:
                 delta["content"] = text
+            if tool_calls:
+                delta["tool_calls"] = [{"index": i, **call.to_openai()} for i, call in tool_calls]
             choice["delta"] = delta
         else:
             choice["text"] = text or ""
