@@ -17,6 +17,7 @@ from langchain_core.messages import InvalidToolCall, ToolCall, ToolCallChunk
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from stars_plugins.errors import ToolSpecError
+from stars_plugins.tools import ToolCall as CoreToolCall
 from stars_plugins.tools import ToolSpec, tool_choice_name
 
 #: LangChain's spellings of "call some tool" (`"any"` is LangChain's and Anthropic's; True is ChatOpenAI's).
@@ -81,21 +82,21 @@ def to_invalid_tool_calls(calls: Sequence[Any]) -> list[InvalidToolCall]:
     return [InvalidToolCall(name=c.name, args=c.raw, id=c.id, error=c.error, type="invalid_tool_call") for c in calls]
 
 
-def to_tool_call_chunks(valid: Sequence[Any], invalid: Sequence[Any]) -> list[ToolCallChunk]:
-    """Complete calls as `tool_call_chunks` (one chunk per call, delivered once accepted): arguments
-    as JSON text; an invalid call carries its raw text, which LangChain keeps in `invalid_tool_calls`."""
-    chunks = [
+def to_tool_call_chunks(calls: Sequence[Any]) -> list[ToolCallChunk]:
+    """Calls completed in one streamed delta (the core's `ToolCall`s and `InvalidToolCall`s, in
+    order), each as one whole `tool_call_chunks` entry: a valid call's arguments as JSON text, an
+    invalid call's raw text (which LangChain then keeps in `invalid_tool_calls`). No `index`: each
+    chunk is a whole call, so adding chunks appends calls instead of merging their pieces."""
+    return [
         ToolCallChunk(
-            name=c.name, args=json.dumps(c.arguments, ensure_ascii=False), id=c.id, index=i, type="tool_call_chunk"
+            name=c.name,
+            args=json.dumps(c.arguments, ensure_ascii=False) if isinstance(c, CoreToolCall) else c.raw,
+            id=c.id,
+            index=None,
+            type="tool_call_chunk",
         )
-        for i, c in enumerate(valid)
+        for c in calls
     ]
-    start = len(chunks)
-    chunks += [
-        ToolCallChunk(name=c.name, args=c.raw, id=c.id, index=start + i, type="tool_call_chunk")
-        for i, c in enumerate(invalid)
-    ]
-    return chunks
 
 
 def history_tool_calls(message: Any) -> list[dict[str, Any]]:

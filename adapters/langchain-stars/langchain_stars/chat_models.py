@@ -136,7 +136,7 @@ class ChatStars(StarsSettings, BaseChatModel):
     def _chunk(self, delta: calls.Delta, call: calls.Call) -> ChatGenerationChunk:
         """A streamed piece: accepted text, and each tool call once it is complete and accepted (a
         `tool_call_chunks` entry holding the whole call); the last chunk carries usage and the facts."""
-        new_calls = to_tool_call_chunks(delta.tool_calls, delta.invalid_tool_calls)
+        new_calls = to_tool_call_chunks(delta.tool_calls)
         if delta.result is None:
             return ChatGenerationChunk(message=AIMessageChunk(content=delta.text, tool_call_chunks=new_calls))
         message = AIMessageChunk(

@@ -147,7 +147,7 @@ def test_bind_tools_rejects_what_it_cannot_run_at_bind_time() -> None:
         chat.bind_tools([{"type": "web_search_preview"}])
     with pytest.raises(ToolSpecError, match="parameters must be an object schema"):
         chat.bind_tools([{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}])
-    with pytest.raises(ToolSpecError, match="appear more than once"):  # at the call: see _tools.openai_tools
+    with pytest.raises(ConfigError, match="appear more than once"):  # at the call: see _tools.openai_tools
         chat.stars_config(**chat.bind_tools([add, add]).kwargs)
     assert isinstance(ToolSpecError("x"), ConfigError)
 

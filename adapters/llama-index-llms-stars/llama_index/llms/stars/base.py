@@ -34,6 +34,7 @@ from pydantic import ConfigDict
 from stars_plugins import ConfigError, GenerationResult, StarsRuntime, calls
 from stars_plugins.calls import CALL_SETTINGS, Call, off_loop  # noqa: F401  (CALL_SETTINGS: re-exported)
 from stars_plugins.streams import closing_stream
+from stars_plugins.tools import ToolCall
 
 dispatcher = get_dispatcher(__name__)
 
@@ -390,8 +391,8 @@ class _Chunks:
         self.invalid: list[Any] = []
 
     def next(self, delta: calls.Delta) -> Any:
-        self.valid += delta.tool_calls
-        self.invalid += delta.invalid_tool_calls
+        for tool_call in delta.tool_calls:
+            (self.valid if isinstance(tool_call, ToolCall) else self.invalid).append(tool_call)
         raw = self.call.describe(delta.result) if delta.result is not None else {}
         if delta.segment is not None:
             raw["segment"] = calls.segment_facts(delta.segment)
