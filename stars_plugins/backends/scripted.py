@@ -13,7 +13,8 @@ scripted token, the sampler takes an allowed one.
 from stars_plugins import StarsRuntime
 from stars_plugins.backends.scripted import ScriptedPolicy
 
-policy = ScriptedPolicy(tokenizer, lambda prompt: '<tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>')
+call = '<tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
+policy = ScriptedPolicy(tokenizer, lambda prompt: call)
 runtime = StarsRuntime(policy)
 ```
 
