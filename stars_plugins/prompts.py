@@ -118,6 +118,7 @@ class PromptOptions:
                 getattr(config, "tool_choice", "auto"),
                 getattr(config, "tool_parser", None),
                 getattr(config, "parallel_tool_calls", True),
+                getattr(config, "constraint", None) is not None,
             ),
         )
 

@@ -30,6 +30,7 @@ from stars_plugins.rewards import RewardModel, load_reward, score_checked
 from stars_plugins.rewards.registry import RewardSpec
 from stars_plugins.scheduler import Scheduler, scheduler_for
 from stars_plugins.streams import AsyncClosingStream, ClosingStream
+from stars_plugins.tools.constrain import call_constraint
 
 
 class StarsRuntime:
@@ -236,7 +237,7 @@ class StarsRuntime:
     ) -> GenerationJob:
         """Validate and tokenize the prompts now; run later with `job.run()` or `job.events()`.
         `context_window` enforces a window smaller than the model's (`PromptTooLongError`)."""
-        resolved = self.resolve_config(config, strategy=strategy, **overrides)
+        resolved = with_tool_constraint(self.resolve_config(config, strategy=strategy, **overrides), self.policy)
         checked = prompt_list(prompts)
         reward_model = self.reward if reward is None else load_reward(reward, device=self.reward_device)
         decoder = get_strategy(resolved.strategy)
@@ -431,6 +432,16 @@ class AsyncGenerationStream(AsyncClosingStream[Segment]):
 
     def __del__(self) -> None:
         self.cancel()
+
+
+def with_tool_constraint(config: StarsConfig, policy: PolicyBackend) -> StarsConfig:
+    """`config` with its required call constrained (docs/tools.md): when `tool_choice` is
+    "required" or a function name, no constraint is set and the policy supports constraints."""
+    tools = PromptOptions.of(config).tools
+    if not tools.must_call or config.constraint is not None or not getattr(policy, "supports_constraints", False):
+        return config
+    parser = tools.parser_for(getattr(getattr(policy, "tokenizer", None), "chat_template", None))
+    return config.updated(constraint=call_constraint(tools, parser))
 
 
 def _is_prompt_list(prompt: Any) -> bool:

@@ -75,6 +75,10 @@ class ToolParser:
         named function the name too (the model continues with the arguments)."""
         raise NotImplementedError
 
+    def call_opening(self) -> str:
+        """What is written for the model before a constrained call (the JSON follows)."""
+        return ""
+
     def instructions(self) -> str:
         """How to call a function, for the fallback system prompt."""
         example = self.format_call("<function-name>", {"<argument>": "<value>"})
@@ -127,6 +131,9 @@ class HermesParser(ToolParser):
 
     def format_call(self, name: str, arguments: dict[str, Any]) -> str:
         return f"{self.OPEN}\n{json.dumps({'name': name, 'arguments': arguments}, ensure_ascii=False)}\n{self.CLOSE}"
+
+    def call_opening(self) -> str:
+        return f"{self.OPEN}\n"
 
     def forced_prefix(self, name: str | None) -> str:
         if name is None:

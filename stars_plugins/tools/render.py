@@ -35,6 +35,7 @@ class ToolPrompt:
     tool_choice: str = "auto"
     tool_parser: str | None = None
     parallel_tool_calls: bool = True
+    constrained: bool = False  # the call is decoded under a constraint: only the format's opening is written
 
     @property
     def active(self) -> bool:
@@ -75,6 +76,10 @@ def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     """Messages as Hugging Face chat templates expect them: an assistant's `tool_calls` with
     arguments as dicts (OpenAI sends JSON strings), content "" where OpenAI allows null."""
     out = []
+    names: dict[str, str] = {}  # call id -> function name, for tool results that do not say it
+    for m in messages:
+        for c in m.get("tool_calls") or ():
+            names[c["id"]] = c["function"]["name"]
     for m in messages:
         message: dict[str, Any] = {"role": m["role"], "content": m.get("content") or ""}
         if m.get("tool_calls"):
@@ -89,6 +94,8 @@ def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, A
         for key in ("tool_call_id", "name"):
             if m.get(key):
                 message[key] = m[key]
+        if m["role"] == "tool" and "name" not in message and m.get("tool_call_id") in names:
+            message["name"] = names[m["tool_call_id"]]  # Hermes' template requires it
         out.append(message)
     return out
 
@@ -102,9 +109,10 @@ def render_with_tools(tokenizer: Any, messages: Sequence[Mapping[str, Any]], too
     text = _native(tokenizer, msgs, specs)
     native = text is not None
     if text is None:
-        text = _fallback(tokenizer, msgs, tools, parser if tools.tool_parser else get_tool_parser("hermes"))
-        parser = parser if tools.tool_parser else get_tool_parser("hermes")
-    prefix = parser.forced_prefix(tools.forced_name) if tools.must_call else ""
+        text = _fallback(tokenizer, msgs, tools, parser)
+    prefix = ""
+    if tools.must_call:
+        prefix = parser.call_opening() if tools.constrained else parser.forced_prefix(tools.forced_name)
     return RenderedTools(text + prefix, prefix, native, parser)
 
 
@@ -123,7 +131,8 @@ def _faithful(text: str, msgs: list[dict[str, Any]], specs: list[dict[str, Any]]
         needed.extend(c["function"]["name"] for c in m.get("tool_calls", ()))
         if m["role"] == "tool" and m["content"].strip():
             needed.append(m["content"].strip()[:200])
-    return all(n in text for n in needed)
+    # a template may write a result as JSON (`tojson`): its escaped form counts too
+    return all(n in text or json.dumps(n, ensure_ascii=False)[1:-1] in text for n in needed)
 
 
 def fallback_system_prompt(tools: ToolPrompt, parser: ToolParser) -> str:
