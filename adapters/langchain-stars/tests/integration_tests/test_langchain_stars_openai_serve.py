@@ -83,8 +83,6 @@ def test_a_tool_result_in_the_history_gets_an_answer(chat: ChatOpenAI) -> None:
     call_message = bound.invoke([question])
     result = get_weather.invoke(call_message.tool_calls[0])
     assert isinstance(result, ToolMessage) and result.tool_call_id == call_message.tool_calls[0]["id"]
-    answer = chat.bind_tools([get_weather, get_population], tool_choice="none").invoke(
-        [question, call_message, result]
-    )
+    answer = chat.bind_tools([get_weather, get_population], tool_choice="none").invoke([question, call_message, result])
     assert isinstance(answer, AIMessage) and answer.text.strip() and not answer.tool_calls, answer
     assert answer.response_metadata["finish_reason"] in ("stop", "length"), answer

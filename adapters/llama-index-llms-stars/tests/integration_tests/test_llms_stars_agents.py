@@ -8,7 +8,7 @@ Schemas, so it parses); the second step is the model's own choice. The agent str
 from __future__ import annotations
 
 import pytest
-from llama_index.core.agent.workflow import AgentOutput, FunctionAgent, ToolCallResult
+from llama_index.core.agent.workflow import AgentOutput, FunctionAgent, ToolCall, ToolCallResult
 from llama_index.core.tools import FunctionTool
 from llama_index.llms.stars import StarsLLM
 
@@ -39,18 +39,22 @@ def llm(runtime: StarsRuntime) -> StarsLLM:
 async def test_function_agent_calls_a_tool_then_answers_from_its_result(llm: StarsLLM, streaming: bool) -> None:
     agent = FunctionAgent(tools=TOOLS, llm=llm, initial_tool_choice="required", streaming=streaming)
     handler = agent.run(user_msg="What is the weather in Paris?", max_iterations=4)
-    results, outputs = [], []
+    calls, results, outputs = [], [], []
     async for event in handler.stream_events():
         if isinstance(event, ToolCallResult):
             results.append(event)
+        elif isinstance(event, ToolCall):
+            calls.append(event)
         elif isinstance(event, AgentOutput):
             outputs.append(event)
     final = await handler
     story = [(o.response.content, [(c.tool_name, c.tool_kwargs) for c in o.tool_calls]) for o in outputs]
-    # step 1: a valid call of the right tool with the city from the request, run by the agent
-    assert results, story
+    # step 1: one valid call of the right tool with the city from the request, run by the agent; the
+    # call is not text (the message content outside the call is empty)
+    assert len(results) == 1 and len(calls) == 1, story
     assert results[0].tool_name == "get_weather" and results[0].tool_kwargs["city"].lower() == "paris", story
     assert results[0].tool_output.content == WEATHER["paris"], story
+    assert outputs[0].tool_calls and not (outputs[0].response.content or "").strip(), story
     # step 2: the agent finishes with a text answer (no further call)
-    assert len(outputs) == 2 and not outputs[-1].tool_calls, story
     assert final.response.content and final.response.content.strip(), story
+    assert "<tool_call>" not in final.response.content and '"arguments"' not in final.response.content, story

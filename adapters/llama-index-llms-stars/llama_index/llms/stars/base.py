@@ -376,7 +376,8 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), FunctionCallingLLM)
 def _response(chat: bool, result: GenerationResult, raw: dict[str, Any]) -> Any:
     usage = dict(raw.get("usage", {}))
     if chat:
-        message = response_message(result.text, result.tool_calls, result.invalid_tool_calls)
+        text = result.text if result.content is None else result.content  # content: the text outside calls
+        message = response_message(text, result.tool_calls, result.invalid_tool_calls)
         return ChatResponse(message=message, raw=raw, additional_kwargs=usage)
     return CompletionResponse(text=result.text, raw=raw, additional_kwargs=usage)
 
