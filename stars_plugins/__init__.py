@@ -17,6 +17,7 @@ from stars_plugins.errors import (
     PromptTooLongError,
     RewardError,
     StarsError,
+    ToolSpecError,
     UnknownRewardError,
     UnknownStrategyError,
 )
@@ -30,6 +31,7 @@ from stars_plugins.rewards import (
     register_reward,
 )
 from stars_plugins.runtime import AsyncGenerationStream, GenerationStream, StarsRuntime
+from stars_plugins.tools import InvalidToolCall, ToolCall, ToolSpec
 
 __version__ = "0.1.0"
 
@@ -44,6 +46,7 @@ __all__ = [
     "GenerationStats",
     "GenerationStream",
     "HFPolicy",
+    "InvalidToolCall",
     "ModelNotFoundError",
     "PromptError",
     "PromptTooLongError",
@@ -53,6 +56,9 @@ __all__ = [
     "StarsConfig",
     "StarsError",
     "StarsRuntime",
+    "ToolCall",
+    "ToolSpec",
+    "ToolSpecError",
     "UnknownRewardError",
     "UnknownStrategyError",
     "__version__",

@@ -415,8 +415,9 @@ class _Deltas:
 
 
 def _request_of(stream: Any) -> Any:
-    job = stream.job
-    return job.requests[0] if job is not None and job.requests else None
+    """The request of a one-prompt stream (None before an async stream has started)."""
+    requests = getattr(getattr(stream, "job", None), "requests", None)
+    return requests[0] if requests else None
 
 
 class DeltaStream(ClosingStream[Delta]):

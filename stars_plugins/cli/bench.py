@@ -24,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
         return bench_serve_command(args)
     from stars_plugins.benchmarks.strategies import builtin_prompts, effective_batch_sizes, load_prompt_file, run_bench
 
+    if args.tools:
+        return _bench_tools(args)
+
     if args.overhead or args.reward_cache:
         from stars_plugins.benchmarks.speed import run_speed_bench
 
@@ -74,6 +77,33 @@ def _bench_concurrent(args: argparse.Namespace, runtime: Any, prompts: list[str]
     output.write_text(json.dumps(report, indent=2))
     print(f"wrote {output}")
     return 0
+
+
+def _bench_tools(args: argparse.Namespace) -> int:
+    """Tool calling: plain, constrained plain and constrained STARS on the tool tasks."""
+    from stars_plugins.benchmarks.tools import load_tool_tasks, run_tool_bench
+
+    tasks = load_tool_tasks(args.tool_tasks)
+    if args.limit:
+        tasks = _spread(tasks, args.limit)
+    config = config_from_args(args)
+    runtime = runtime_from_args(args)
+    print(f"{len(tasks)} tool tasks on {runtime.model_name}, reward {runtime.reward.name}", flush=True)
+    report = run_tool_bench(runtime, tasks, config, seed=config.seed or 0)
+    print(report["table"])
+    output = Path(args.output if args.output != "bench-results/bench.json" else "bench-results/tools.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {output}")
+    return 0
+
+
+def _spread(tasks: list[Any], limit: int) -> list[Any]:
+    """`limit` tasks taken evenly across the file (call tasks and safety tasks both kept)."""
+    if limit >= len(tasks):
+        return tasks
+    step = len(tasks) / limit
+    return [tasks[int(i * step)] for i in range(limit)]
 
 
 def _bench_reward(args: argparse.Namespace, prompts: list[str]) -> int:
@@ -128,6 +158,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="reward phase of a causal reward model with and without its prefix cache",
     )
+    p.add_argument(
+        "--tools",
+        action="store_true",
+        help="tool calling: plain, constrained plain and constrained STARS on the tool tasks "
+        "(valid call, right function, arguments; destructive calls on harmful vs benign requests)",
+    )
+    p.add_argument("--tool-tasks", default=None, help="with --tools: a tasks .jsonl (default: the built-in 50)")
+    p.add_argument("--limit", type=positive_int, default=None, help="with --tools: run this many tasks, spread evenly")
     from stars_plugins.benchmarks.serve_load import add_bench_serve_arguments
 
     add_bench_serve_arguments(p)

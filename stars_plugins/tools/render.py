@@ -117,22 +117,50 @@ def render_with_tools(tokenizer: Any, messages: Sequence[Mapping[str, Any]], too
 
 
 def _native(tokenizer: Any, msgs: list[dict[str, Any]], specs: list[dict[str, Any]] | None) -> str | None:
+    if not getattr(tokenizer, "chat_template", None) or not _renders_tools(tokenizer, msgs, specs):
+        return None
     try:
-        text = tokenizer.apply_chat_template(msgs, tools=specs, tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(msgs, tools=specs, tokenize=False, add_generation_prompt=True)
     except Exception:  # jinja raises on what a template does not support (roles, several calls)
         return None
-    return text if _faithful(text, msgs, specs) else None
 
 
-def _faithful(text: str, msgs: list[dict[str, Any]], specs: list[dict[str, Any]] | None) -> bool:
-    """Every tool, earlier call and tool result made it into the rendered prompt."""
-    needed = [s["function"]["name"] for s in specs or ()]
+def _renders_tools(tokenizer: Any, msgs: list[dict[str, Any]], specs: list[dict[str, Any]] | None) -> bool:
+    """Whether the template writes every tool, every earlier call (name and arguments) and every
+    tool result of this conversation: rendered once with unique probe values in their places
+    (a name the user also typed must not pass for a rendered call)."""
+    probes: list[str] = []
+
+    def probe(kind: str) -> str:
+        probes.append(f"zq{kind}{len(probes)}x")
+        return probes[-1]
+
+    probe_specs = None
+    if specs:
+        probe_specs = [
+            {**s, "function": {**s["function"], "name": probe("tool"), "description": probe("doc")}} for s in specs
+        ]
+    names: dict[str, str] = {}
+    probe_msgs = []
     for m in msgs:
-        needed.extend(c["function"]["name"] for c in m.get("tool_calls", ()))
-        if m["role"] == "tool" and m["content"].strip():
-            needed.append(m["content"].strip()[:200])
-    # a template may write a result as JSON (`tojson`): its escaped form counts too
-    return all(n in text or json.dumps(n, ensure_ascii=False)[1:-1] in text for n in needed)
+        m = dict(m)
+        if m.get("tool_calls"):
+            calls = []
+            for c in m["tool_calls"]:
+                names[c["function"]["name"]] = names.get(c["function"]["name"]) or probe("fn")
+                arguments = {"a": probe("arg")}
+                calls.append({**c, "function": {"name": names[c["function"]["name"]], "arguments": arguments}})
+            m["tool_calls"] = calls
+        if m["role"] == "tool":
+            m["content"] = probe("result")
+            if m.get("name"):
+                m["name"] = names.get(m["name"], m["name"])
+        probe_msgs.append(m)
+    try:
+        text = tokenizer.apply_chat_template(probe_msgs, tools=probe_specs, tokenize=False, add_generation_prompt=True)
+    except Exception:
+        return False
+    return all(p in text for p in probes if not p.startswith("zqdoc"))
 
 
 def fallback_system_prompt(tools: ToolPrompt, parser: ToolParser) -> str:
@@ -159,15 +187,29 @@ def _fallback(tokenizer: Any, msgs: list[dict[str, Any]], tools: ToolPrompt, par
     if not getattr(tokenizer, "chat_template", None):
         lines = [f"{m['role'].capitalize()}: {m['content']}" for m in converted]
         return "\n".join([*lines, "Assistant:"])
-    try:
-        text = tokenizer.apply_chat_template(converted, tokenize=False, add_generation_prompt=True)
-        if _faithful(text, converted, None) and all(m["content"].strip()[:200] in text for m in converted):
-            return text
-    except Exception:
-        pass
-    # a template that refuses (or drops) the tool role: results go back as user turns
     as_user = [{**m, "role": "user"} if m["role"] == "tool" else m for m in converted]
-    return tokenizer.apply_chat_template(as_user, tokenize=False, add_generation_prompt=True)
+    variants = [converted, as_user, _system_into_user(as_user)]
+    for variant in variants:  # the first the template renders in full
+        try:
+            text = tokenizer.apply_chat_template(variant, tokenize=False, add_generation_prompt=True)
+        except Exception:
+            continue
+        if all(m["content"].strip()[:200] in text for m in variant):
+            return text
+    # a template that refuses the tool role and drops system messages: results and the tool
+    # prompt go into user turns
+    return tokenizer.apply_chat_template(variants[-1], tokenize=False, add_generation_prompt=True)
+
+
+def _system_into_user(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For templates that drop system messages: the system text opens the first user turn."""
+    system = "\n\n".join(m["content"] for m in msgs if m["role"] == "system")
+    rest = [m for m in msgs if m["role"] != "system"]
+    first_user = next((i for i, m in enumerate(rest) if m["role"] == "user"), None)
+    if not system or first_user is None:
+        return msgs
+    rest[first_user] = {**rest[first_user], "content": f"{system}\n\n{rest[first_user]['content']}"}
+    return rest
 
 
 def _calls_as_text(msgs: list[dict[str, Any]], parser: ToolParser) -> list[dict[str, Any]]:

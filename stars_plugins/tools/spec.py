@@ -61,9 +61,9 @@ class ToolSpec(BaseModel):
         (the inner `function` object alone is accepted too)."""
         if not isinstance(spec, Mapping):
             raise ToolSpecError(f"a tool is a mapping in OpenAI's format, got {type(spec).__name__}")
+        if spec.get("type", "function") != "function":
+            raise ToolSpecError(f"only tools of type 'function' are supported, got type {spec.get('type')!r}")
         if "function" in spec:
-            if spec.get("type", "function") != "function":
-                raise ToolSpecError(f"only tools of type 'function' are supported, got type {spec.get('type')!r}")
             inner = spec["function"]
         else:
             inner = spec

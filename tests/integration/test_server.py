@@ -282,7 +282,8 @@ def test_stream_with_n_choices_interleaves_and_finishes_each_once(client):
 def test_http_errors_use_openai_shape(client):
     cases = [
         ({"model": "stars", "messages": [], "max_tokens": 4}, 400, "messages"),
-        ({"model": "stars", "messages": [{"role": "tool", "content": "x"}]}, 400, "messages.0.role"),
+        ({"model": "stars", "messages": [{"role": "function", "content": "x"}]}, 400, "messages.0.role"),
+        ({"model": "stars", "messages": [{"role": "tool", "content": "x"}]}, 400, "messages.0.tool_call_id"),
         ({"model": "stars", "messages": [{"role": "user", "content": "x"}], "frobnicate": 1}, 400, "frobnicate"),
         (
             {"model": "stars", "messages": [{"role": "user", "content": "x"}], "stars": {"horizon": -1}},
