@@ -6,8 +6,8 @@ and a tool-calling model:
     from langchain.agents import create_agent
     agent = create_agent(model="...", tools=[draft_customer_reply])
 
-ChatStars itself is not the agent's model: a small open policy does not produce reliable tool calls,
-so `ChatStars.bind_tools` raises `ToolCallingNotSupportedError` and points here.
+Here a tool-calling model runs the agent and STARS aligns one tool's text. `ChatStars` can also be the
+agent's model itself (`ChatStars().bind_tools(...)`, examples/langchain_agent.py).
 
 Here the tool is called exactly as an agent calls it: with a tool call, answered by a ToolMessage.
 Runs on the embedded defaults (no network):

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, field_validator
 
-from stars_plugins import StarsConfig, StarsRuntime, calls
+from stars_plugins import ConfigError, StarsConfig, StarsRuntime, calls
 
 _ConfigFields = calls.settings_model("StarsConfigFields", renames={"max_new_tokens": "max_tokens"})
 
@@ -43,10 +43,14 @@ class StarsSettings(_ConfigFields):
     streaming: bool = Field(False, description="Stream one-prompt `invoke` calls internally (callbacks per segment).")
 
     _slot: calls.RuntimeSlot = PrivateAttr(default_factory=calls.RuntimeSlot)
+    _given_runtime: StarsRuntime | None = PrivateAttr(default=None)
 
-    def __init__(self, **data: Any) -> None:
+    def __init__(self, *, runtime: StarsRuntime | None = None, **data: Any) -> None:
         super().__init__(**data)
         calls.check_reward(self.reward)  # a misspelt reward name fails now, not at the first call
+        if runtime is not None and self.model_name is not None:
+            raise ConfigError("pass either runtime= or model_name=, not both (a runtime already holds its policy)")
+        self._given_runtime = runtime
 
     @field_validator("model_name", mode="before")
     @classmethod
@@ -55,9 +59,15 @@ class StarsSettings(_ConfigFields):
 
     @property
     def runtime(self) -> StarsRuntime:
-        """The `StarsRuntime` this chain runs on, loaded on first use from the process-wide caches."""
+        """The `StarsRuntime` this chain runs on: `runtime=` if given (its policy; `reward` still
+        applies), else loaded on first use from the process-wide caches."""
         return self._slot.get(
-            self.model_name, self.reward, dtype=self.dtype, device=self.device, policy_tokenizer=self.policy_tokenizer
+            self.model_name,
+            self.reward,
+            dtype=self.dtype,
+            device=self.device,
+            base=self._given_runtime,
+            policy_tokenizer=self.policy_tokenizer,
         )
 
     def stars_config(self, **overrides: Any) -> StarsConfig:
@@ -104,7 +114,7 @@ class StarsSettings(_ConfigFields):
             chunk = self._chunk(delta, call)  # type: ignore[attr-defined]
             if run_manager and delta.text:
                 run_manager.on_llm_new_token(delta.text, chunk=chunk)
-            if delta.text or delta.result:
+            if delta.text or delta.result or delta.tool_calls:
                 yield delta, chunk
 
     async def _achunks(self, deltas: AsyncIterator[calls.Delta], call: calls.Call, run_manager: Any) -> Any:
@@ -112,7 +122,7 @@ class StarsSettings(_ConfigFields):
             chunk = self._chunk(delta, call)  # type: ignore[attr-defined]
             if run_manager and delta.text:
                 await run_manager.on_llm_new_token(delta.text, chunk=chunk)
-            if delta.text or delta.result:
+            if delta.text or delta.result or delta.tool_calls:
                 yield delta, chunk
 
     def get_token_ids(self, text: str) -> list[int]:

@@ -3,55 +3,67 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ChatMessage, UsageMetadata
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ChatMessage, ToolMessage, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 
 from langchain_stars._settings import StarsSettings
+from langchain_stars._tools import (
+    history_tool_calls,
+    openai_tools,
+    to_invalid_tool_calls,
+    to_tool_call_chunks,
+    to_tool_calls,
+    tool_choice_mode,
+)
 from langchain_stars.structured import structured_output
 from stars_plugins import GenerationResult, PromptError, calls
 from stars_plugins.streams import closing_stream
 
 #: LangChain message types -> chat-template roles.
 ROLES = {"human": "user", "ai": "assistant", "system": "system", "developer": "system", "tool": "tool"}
+#: Content blocks that repeat an `AIMessage`'s `tool_calls` (Anthropic's `tool_use`, LangChain v1's
+#: `tool_call`): the calls are rendered from `tool_calls`, these blocks are skipped.
+_CALL_BLOCKS = {"tool_use", "tool_call", "function_call", "server_tool_call"}
 
 
-def to_chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
-    """LangChain messages -> `{"role", "content"}` dicts for the policy's chat template (text only)."""
+def to_chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """LangChain messages -> chat messages in OpenAI's format for the policy's chat template: text
+    content; an `AIMessage`'s `tool_calls` as `tool_calls`; a `ToolMessage` as a `tool` turn with its
+    `tool_call_id`. Images, audio and files raise `PromptError` (the policy reads text only)."""
     converted = []
     for position, message in enumerate(messages):
         role = message.role if isinstance(message, ChatMessage) else ROLES.get(message.type, message.type)
         blocks = [message.content] if isinstance(message.content, str) else message.content
+        texts = []
         for block in blocks:
-            if not isinstance(block, str) and not (isinstance(block, dict) and block.get("type") == "text"):
-                kind = block.get("type") if isinstance(block, dict) else type(block).__name__
+            kind = block.get("type") if isinstance(block, dict) else None
+            if isinstance(block, str) or kind == "text":
+                texts.append(block if isinstance(block, str) else str(block["text"]))
+            elif not (isinstance(message, AIMessage) and kind in _CALL_BLOCKS):
+                kind = kind or type(block).__name__
                 raise PromptError(f"message {position} holds a {kind!r} content block; ChatStars handles text only")
-        text = "".join(b if isinstance(b, str) else str(b["text"]) for b in blocks)
-        converted.append({"role": role, "content": text})
+        turn: dict[str, Any] = {"role": role, "content": "".join(texts)}
+        if isinstance(message, AIMessage) and message.tool_calls:
+            turn["tool_calls"] = history_tool_calls(message)
+        if isinstance(message, ToolMessage):
+            turn["tool_call_id"] = message.tool_call_id
+            if message.name:
+                turn["name"] = message.name
+        converted.append(turn)
     return converted
-
-
-class ToolCallingNotSupportedError(NotImplementedError):
-    """`ChatStars` does not do tool calling; the message says what to use."""
-
-
-def _unsupported(what: str) -> NoReturn:
-    raise ToolCallingNotSupportedError(
-        f"{what} is not supported by STARS chat (ChatStars). For schema-valid output use "
-        "with_structured_output(schema) (constrained token by token). For agents: a tool-calling model runs "
-        "the agent, and a tool drafts its text with an aligned ChatStars chain "
-        "(see examples/langchain_agent_tool.py)."
-    )
 
 
 class ChatStars(StarsSettings, BaseChatModel):
     """STARS reward-guided decoding as a LangChain chat model (docs/langchain.md): messages go through
-    the policy's chat template; the last streamed chunk carries usage and the STARS facts.
-    `with_structured_output` holds the output to a schema token by token; tool calling raises
-    `ToolCallingNotSupportedError`."""
+    the policy's chat template; the last streamed chunk carries usage and the STARS facts. Tools bound
+    with `bind_tools` are rendered with the template (or the core's fallback prompt), calls come back in
+    `AIMessage.tool_calls` / `invalid_tool_calls`, and the model can drive `langchain.agents.create_agent`.
+    `with_structured_output` holds the output to a schema token by token."""
 
     stream = closing_stream(BaseChatModel.stream)  # leaving a loop over a stream early cancels its request
     astream = closing_stream(BaseChatModel.astream)
@@ -60,8 +72,30 @@ class ChatStars(StarsSettings, BaseChatModel):
     def _llm_type(self) -> str:
         return "stars-chat"
 
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any) -> NoReturn:
-        _unsupported("Tool calling (bind_tools)")
+    def bind_tools(
+        self,
+        tools: Sequence[Any],
+        *,
+        tool_choice: Any = None,
+        strict: bool | None = None,
+        parallel_tool_calls: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (LangChain tools, pydantic classes, TypedDicts, functions or OpenAI tool dicts).
+
+        `tool_choice`: None or "auto" (the model writes text or calls), "none", "any" / "required" /
+        True (it must call one of them), or a tool's name (it must call that one). Forced calls are
+        decoded under the tools' JSON Schemas by the core, so they always parse; every call is a
+        segment the reward judges like text. `parallel_tool_calls=False` keeps one call per answer.
+        """
+        specs = openai_tools(tools, strict=strict)
+        choice = tool_choice_mode(tool_choice, [s["function"]["name"] for s in specs])
+        bound: dict[str, Any] = {"tools": specs, **kwargs}
+        if choice is not None:
+            bound["tool_choice"] = choice
+        if parallel_tool_calls is not None:
+            bound["parallel_tool_calls"] = parallel_tool_calls
+        return super().bind(**bound)
 
     def with_structured_output(
         self,
@@ -86,11 +120,12 @@ class ChatStars(StarsSettings, BaseChatModel):
         return structured_output(self, schema, method=method, include_raw=include_raw, strict=strict, kwargs=kwargs)
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
-        """Tokens the policy sees for these messages: the chat template applied, as in a call."""
-        if tools:
-            _unsupported("Counting tool schemas (tools=...)")
+        """Tokens the policy sees for these messages (and tools): the chat template applied, as in a call."""
         prompt = to_chat_messages(messages)
-        return len(calls.prompt_token_ids(self.runtime, prompt, self.stars_config())) if prompt else 0
+        if not prompt:
+            return 0
+        overrides = {"tools": openai_tools(tools)} if tools else {}
+        return len(calls.prompt_token_ids(self.runtime, prompt, self.stars_config(**overrides)))
 
     def _prompts(self, inputs: list[BaseMessage]) -> list[Any]:
         return [to_chat_messages(inputs)]
@@ -100,17 +135,27 @@ class ChatStars(StarsSettings, BaseChatModel):
 
     def _output(self, results: list[GenerationResult], call: calls.Call) -> ChatResult:
         (result,) = results
-        message = AIMessage(content=result.text, usage_metadata=_usage(result), response_metadata=_names(call))
+        message = AIMessage(
+            content=result.text if result.content is None else result.content,
+            tool_calls=to_tool_calls(result.tool_calls),
+            invalid_tool_calls=to_invalid_tool_calls(result.invalid_tool_calls),
+            usage_metadata=_usage(result),
+            response_metadata={**_names(call), "finish_reason": result.finish_reason},
+        )
         generation = ChatGeneration(message=message, generation_info=calls.result_facts(result))
         return ChatResult(generations=[generation], llm_output=_names(call))
 
     def _chunk(self, delta: calls.Delta, call: calls.Call) -> ChatGenerationChunk:
+        """A streamed piece: accepted text, and each tool call once it is complete and accepted (a
+        `tool_call_chunks` entry holding the whole call); the last chunk carries usage and the facts."""
+        new_calls = to_tool_call_chunks(delta.tool_calls)
         if delta.result is None:
-            return ChatGenerationChunk(message=AIMessageChunk(content=delta.text))
+            return ChatGenerationChunk(message=AIMessageChunk(content=delta.text, tool_call_chunks=new_calls))
         message = AIMessageChunk(
             content=delta.text,
+            tool_call_chunks=new_calls,
             usage_metadata=_usage(delta.result),
-            response_metadata=_names(call),
+            response_metadata={**_names(call), "finish_reason": delta.result.finish_reason},
             chunk_position="last",
         )
         return ChatGenerationChunk(message=message, generation_info=calls.result_facts(delta.result))

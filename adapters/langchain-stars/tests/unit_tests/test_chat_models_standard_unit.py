@@ -13,8 +13,8 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 
 class TestChatStarsStandard(ChatModelUnitTests):
-    """Construction, serialisation, tracing params, `with_structured_output` for every method; the tool
-    tests are skipped by the suite itself while `has_tool_calling` is False."""
+    """Construction, serialisation, tracing params, binding tools (`bind_tools` with a forced
+    `tool_choice`) and `with_structured_output` for every method."""
 
     @property
     def chat_model_class(self) -> type[ChatStars]:
@@ -25,8 +25,12 @@ class TestChatStarsStandard(ChatModelUnitTests):
         return {"horizon": 4, "max_rejections": 0}
 
     @property
-    def has_tool_calling(self) -> bool:  # bind_tools exists only to say why it is not supported
-        return False
+    def has_tool_calling(self) -> bool:
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
 
     @property
     def has_structured_output(self) -> bool:  # constrained decoding (docs/langchain.md)

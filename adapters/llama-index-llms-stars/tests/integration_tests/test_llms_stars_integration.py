@@ -82,7 +82,7 @@ def test_metadata_comes_from_the_model(runtime):
     assert meta.num_output == 20
     assert meta.is_chat_model is runtime.policy.has_chat_template is True
     assert meta.model_name == runtime.model_name
-    assert meta.is_function_calling_model is False
+    assert meta.is_function_calling_model is True
     assert StarsLLM(apply_chat_template=False).metadata.is_chat_model is False
     assert StarsLLM(context_window=512).metadata.context_window == 512
 

@@ -8,28 +8,42 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from llama_index.core.base.llms.generic_utils import messages_to_prompt as generic_messages_to_prompt
-from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, LLMMetadata, MessageRole
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    LLMMetadata,
+    MessageRole,
+    ToolCallBlock,
+)
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer, field_validator
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events import llm as events
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from llama_index.core.llms.custom import CustomLLM
-from llama_index.core.llms.llm import default_completion_to_prompt
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection, default_completion_to_prompt
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import PydanticProgramMode
+from llama_index.llms.stars._tools import (
+    INVALID_CALLS_KEY,
+    message_dict,
+    openai_tools,
+    response_message,
+    tool_choice_mode,
+)
 from pydantic import BaseModel, ConfigDict
 
 from stars_plugins import ConfigError, GenerationResult, StarsRuntime, calls
 from stars_plugins.calls import CALL_SETTINGS, Call, off_loop  # noqa: F401  (CALL_SETTINGS: re-exported)
 from stars_plugins.constraints import Constraint
 from stars_plugins.streams import closing_stream
+from stars_plugins.tools import ToolCall
 
 dispatcher = get_dispatcher(__name__)
 Model = TypeVar("Model", bound=BaseModel)
-_ROLE_NAMES = {MessageRole.DEVELOPER: "system", MessageRole.CHATBOT: "assistant", MessageRole.MODEL: "assistant"}
 
 
-class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type: ignore[misc]
+class StarsLLM(calls.settings_model("StarsLLMConfigFields"), FunctionCallingLLM):  # type: ignore[misc]
     """STARS reward-guided decoding for LlamaIndex query engines, chat engines and RAG pipelines.
 
     ```python
@@ -38,6 +52,7 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
     Settings.llm = StarsLLM()                                    # embedded policy and reward
     engine = index.as_query_engine(llm=StarsLLM(reward="sentiment", horizon=16))
     llm.complete("Hi", horizon=8, max_tokens=32)                 # per-call overrides
+    agent = FunctionAgent(tools=[add, multiply], llm=StarsLLM())  # a FunctionCallingLLM
     ```
 
     Every `stars_plugins.StarsConfig` setting is a field, validated by `StarsConfig`: an invalid value
@@ -116,7 +131,7 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
             context_window=self.context_window or rt.context_window,
             num_output=self.max_new_tokens,
             is_chat_model=rt.has_chat_template and self.apply_chat_template,
-            is_function_calling_model=False,
+            is_function_calling_model=True,
             model_name=rt.model_name,
         )
 
@@ -167,27 +182,29 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
             if self.system_prompt and not any(m.role == MessageRole.SYSTEM for m in chat):
                 chat = [ChatMessage(role=MessageRole.SYSTEM, content=self.system_prompt), *chat]
             return self.messages_to_prompt(chat), {"apply_chat_template": False, "system_prompt": None}
-        return [_message_dict(m) for m in messages], {}
+        return [message_dict(m) for m in messages], {}
 
     # ================================================================== one code path for every method
     def _answer(self, prompt: Any, forced: dict[str, Any], kwargs: dict[str, Any], chat: bool) -> Any:
         call = self._call(forced, kwargs)
         (result,) = call.generate([prompt])
-        return _response(chat, result.text, call.describe(result))
+        return _response(chat, result, call.describe(result))
 
     async def _aanswer(self, prompt: Any, forced: dict[str, Any], kwargs: dict[str, Any], chat: bool) -> Any:
         call = await off_loop(self._call, forced, kwargs)
         (result,) = await call.agenerate([prompt])
-        return _response(chat, result.text, call.describe(result))
+        return _response(chat, result, call.describe(result))
 
     def _streamed(self, prompt: Any, forced: dict[str, Any], kwargs: dict[str, Any], chat: bool) -> Any:
         call = self._call(forced, kwargs)
         deltas = call.stream(prompt)  # settings and prompt are checked now, not at the first chunk
-        return (_chunk(chat, call, delta) for delta in deltas)
+        chunks = _Chunks(chat, call)
+        return (chunks.next(delta) for delta in deltas)
 
     async def _astreamed(self, prompt: Any, forced: dict[str, Any], kwargs: dict[str, Any], chat: bool) -> Any:
         call = await off_loop(self._call, forced, kwargs)
-        return (_chunk(chat, call, delta) async for delta in call.astream(prompt))
+        chunks = _Chunks(chat, call)
+        return (chunks.next(delta) async for delta in call.astream(prompt))
 
     # ================================================================== completion and chat
     @llm_completion_callback()
@@ -330,6 +347,69 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
 
         return objects()
 
+    # ================================================================== tools (FunctionCallingLLM)
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        tool_choice: Any = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """`chat_with_tools` & co. -> `chat` arguments: the messages, the tools as OpenAI specs and
+        the core's `tool_choice` ("required" when `tool_required`, a tool's name to force that one)."""
+        specs = openai_tools(tools)
+        messages = list(chat_history or [])
+        if user_msg is not None:
+            messages.append(
+                ChatMessage(role=MessageRole.USER, content=user_msg) if isinstance(user_msg, str) else user_msg
+            )
+        if not specs:
+            return {"messages": messages, **kwargs}
+        choice = tool_choice_mode(tool_choice, tool_required, [s["function"]["name"] for s in specs])
+        return {
+            "messages": messages,
+            "tools": specs,
+            "tool_choice": choice,
+            "parallel_tool_calls": allow_parallel_tool_calls,
+            **kwargs,
+        }
+
+    def _validate_chat_with_tools_response(
+        self, response: ChatResponse, tools: Sequence[Any], allow_parallel_tool_calls: bool = False, **kwargs: Any
+    ) -> ChatResponse:
+        """Without `allow_parallel_tool_calls`, only the first call is kept (as LlamaIndex's OpenAI LLM does)."""
+        if not allow_parallel_tool_calls:
+            first = False
+            blocks = []
+            for block in response.message.blocks:
+                if isinstance(block, ToolCallBlock):
+                    if first:
+                        continue
+                    first = True
+                blocks.append(block)
+            response.message.blocks = blocks
+        return response
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        """The response's valid calls as `ToolSelection`s. With none and `error_on_no_tool_call`,
+        raises `ValueError` naming the invalid calls (raw text and reason) if the model wrote any."""
+        selections = [
+            ToolSelection(tool_id=b.tool_call_id or "", tool_name=b.tool_name, tool_kwargs=b.tool_kwargs)
+            for b in response.message.blocks
+            if isinstance(b, ToolCallBlock)
+        ]
+        if not selections and error_on_no_tool_call:
+            invalid = response.message.additional_kwargs.get(INVALID_CALLS_KEY) or []
+            why = "".join(f"; invalid call {c['raw']!r}: {c['error']}" for c in invalid)
+            raise ValueError(f"Expected at least one tool call, but got 0 tool calls{why}")
+        return selections
+
     # ================================================================== batches (one lockstep batch)
     @dispatcher.span
     def batch_complete(
@@ -386,7 +466,7 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
                     else events.LLMCompletionStartEvent(prompt=item, additional_kwargs=kwargs, model_dict=payload)
                 )
             return None
-        responses = [_response(chat, r.text, call.describe(r)) for r in results]
+        responses = [_response(chat, r, call.describe(r)) for r in results]
         for item, response in zip(items, responses, strict=True):
             dispatcher.event(
                 events.LLMChatEndEvent(messages=list(item), response=response)
@@ -417,25 +497,35 @@ def parse_structured(output_cls: type[Model], response: ChatResponse) -> Model:
     return output_cls.model_validate_json(text)
 
 
-def _response(chat: bool, text: str, raw: dict[str, Any], delta: str | None = None) -> Any:
+def _response(chat: bool, result: GenerationResult, raw: dict[str, Any]) -> Any:
     usage = dict(raw.get("usage", {}))
     if chat:
-        message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
-        return ChatResponse(message=message, delta=delta, raw=raw, additional_kwargs=usage)
-    return CompletionResponse(text=text, delta=delta, raw=raw, additional_kwargs=usage)
+        text = result.text if result.content is None else result.content  # content: the text outside calls
+        message = response_message(text, result.tool_calls, result.invalid_tool_calls)
+        return ChatResponse(message=message, raw=raw, additional_kwargs=usage)
+    return CompletionResponse(text=result.text, raw=raw, additional_kwargs=usage)
 
 
-def _chunk(chat: bool, call: Call, delta: calls.Delta) -> Any:
-    """A streamed response: cumulative text and delta; the last one's raw carries the full stats."""
-    raw = call.describe(delta.result) if delta.result is not None else {}
-    if delta.segment is not None:
-        raw["segment"] = calls.segment_facts(delta.segment)
-    return _response(chat, delta.so_far, raw, delta.text)
+class _Chunks:
+    """Deltas -> streamed responses: cumulative text and the calls delivered so far (each call once it
+    is complete and accepted), the delta text; the last one's raw carries the full stats."""
 
+    def __init__(self, chat: bool, call: Call):
+        self.chat, self.call = chat, call
+        self.valid: list[Any] = []
+        self.invalid: list[Any] = []
 
-def _message_dict(message: ChatMessage) -> dict[str, str]:
-    role = _ROLE_NAMES.get(message.role, message.role.value if isinstance(message.role, MessageRole) else message.role)
-    return {"role": str(role), "content": message.content or ""}
+    def next(self, delta: calls.Delta) -> Any:
+        for tool_call in delta.tool_calls:
+            (self.valid if isinstance(tool_call, ToolCall) else self.invalid).append(tool_call)
+        raw = self.call.describe(delta.result) if delta.result is not None else {}
+        if delta.segment is not None:
+            raw["segment"] = calls.segment_facts(delta.segment)
+        usage = dict(raw.get("usage", {}))
+        if self.chat:
+            message = response_message(delta.so_far, self.valid, self.invalid)
+            return ChatResponse(message=message, delta=delta.text, raw=raw, additional_kwargs=usage)
+        return CompletionResponse(text=delta.so_far, delta=delta.text, raw=raw, additional_kwargs=usage)
 
 
 def _many(prompts: Sequence[str]) -> Sequence[str]:
