@@ -6,11 +6,19 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One OpenMP thread per test process (and per `stars serve` it starts): on a 2-core machine shared with
+# other work, torch's default of one thread per core spins at every barrier; test_lockstep's 40-token
+# greedy batches took 176-248 s each that way at a load average of 12. Tests compare tokens and
+# scores, never speed, so the thread count changes no assertion.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
+import torch
 
 from stars_plugins import StarsRuntime
 from tests.helpers.tiny_models import TINY_ARCHITECTURES, build_tiny_model
+
+torch.set_num_threads(1)  # torch may already be loaded (by the adapters' conftest files) before this runs
 
 #: Fixtures that load the embedded policy: a test using one is marked `slow` automatically.
 POLICY_FIXTURES = {"runtime", "policy", "tiny_model_dirs"}
@@ -26,6 +34,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def runtime() -> StarsRuntime:
     """The embedded defaults: SmolLM2-135M-Instruct policy and the default reward."""
     return StarsRuntime.from_pretrained()
+
+
+@pytest.fixture(scope="session")
+def harmless_reward():
+    """The built-in "harmless" reward (its sentence embedder loads in a few seconds). `load_reward` keeps
+    built-ins cached, so this is the same object the `runtime` fixture scores with."""
+    from stars_plugins.rewards import load_reward
+
+    return load_reward("harmless")
 
 
 @pytest.fixture(scope="session")

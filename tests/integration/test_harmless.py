@@ -19,14 +19,14 @@ from stars_plugins.rewards.registry import DEFAULT_REWARD
 DATA = data_folder()
 
 
-@pytest.fixture(scope="module")
-def embedder() -> SentenceEmbedder:
-    return SentenceEmbedder()
+@pytest.fixture
+def reward(harmless_reward: HarmlessReward) -> HarmlessReward:
+    return harmless_reward
 
 
-@pytest.fixture(scope="module")
-def reward(embedder: SentenceEmbedder) -> HarmlessReward:
-    return HarmlessReward(embedder=embedder)
+@pytest.fixture
+def embedder(harmless_reward: HarmlessReward) -> SentenceEmbedder:
+    return harmless_reward.embedder
 
 
 # ---------------------------------------------------------------------------- bad head files

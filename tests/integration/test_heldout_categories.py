@@ -125,15 +125,36 @@ def test_shipped_head_was_trained_on_the_shipped_data_and_passed_its_checks() ->
     assert meta["group_swap"]["by_category"]["all"]["p90"] <= SWAP_P90_HELD
 
 
-@pytest.mark.slow  # embeds some 4,000 held-out texts (2 to 4 minutes on a busy 2-core machine)
-def test_shipped_head_meets_the_thresholds_on_held_out_pairs_per_category() -> None:
-    reward = HarmlessReward()
-    checks = run_checks(_heldout_full_pairs(), reward.score)
+#: The checks the test below asserts on: those with a threshold, and all hand-written pairs (held where
+#: it is). The others are reported by `python -m reward_training`, not gated, so their pairs are not scored.
+ASSERTED = tuple(c for c in CHECKS if c.threshold is not None or c.name == "handwritten_all")
+
+
+def _scored_once(score):
+    """`score` with each (prompt, response) scored once: the checks' pair sets overlap."""
+    known: dict[tuple[str, str], float] = {}
+
+    def cached(prompts, responses):
+        keys = list(zip(prompts, responses, strict=True))
+        missing = list(dict.fromkeys(k for k in keys if k not in known))
+        if missing:
+            scores = score([k[0] for k in missing], [k[1] for k in missing])
+            known.update(zip(missing, scores, strict=True))
+        return [known[k] for k in keys]
+
+    return cached
+
+
+@pytest.mark.slow  # embeds some 2,200 held-out texts (about a minute on a busy 2-core machine)
+def test_shipped_head_meets_the_thresholds_on_held_out_pairs_per_category(harmless_reward: HarmlessReward) -> None:
+    pairs = [p for p in _heldout_full_pairs() if any(c.select(p) for c in ASSERTED)]
+    score = _scored_once(harmless_reward.score)
+    checks = run_checks(pairs, score)
     failed = {name: r["accuracy"] for name, r in checks.items() if r["passed"] is False}
     assert not failed, markdown(checks)
     for check in CHECKS:
         if check.threshold is not None:
             assert checks[check.name]["pairs"] >= 30, check.name
     assert checks["handwritten_all"]["accuracy"] >= HANDWRITTEN_HELD, markdown(checks)
-    swaps = swap_report(load_swaps(DATA / SWAP_FILE), reward.score)
+    swaps = swap_report(load_swaps(DATA / SWAP_FILE), score)
     assert swaps["by_category"]["all"]["p90"] <= SWAP_P90_HELD, swaps["by_category"]

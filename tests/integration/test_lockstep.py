@@ -17,8 +17,20 @@ PROMPTS = [
 ]
 
 
+#: The embedded policy's greedy references, by (prompts, max_new_tokens): the tests below share one.
+_references: dict[tuple, list[list[int]]] = {}
+
+
 def reference_generate(policy, prompts, config):
-    """What transformers' own generate returns for the same left-padded batch."""
+    """What transformers' own generate returns for the same left-padded batch (computed once per policy,
+    prompts and length: greedy decoding does not depend on the horizon or the rejection settings)."""
+    key = (id(policy), tuple(prompts), config.max_new_tokens)
+    if key not in _references:
+        _references[key] = _reference_generate(policy, prompts, config)
+    return _references[key]
+
+
+def _reference_generate(policy, prompts, config):
     prepared = policy.prepare(prompts, config)
     ids, mask = left_padded([p.token_ids for p in prepared], policy.pad_token_id)
     out = policy.model.generate(
@@ -61,6 +73,8 @@ class RejectFirstTries:
         return scores
 
 
+#: 30 new tokens: 6 segments of 5, and a cut last segment for horizons 16 and 8 (one reference for all).
+LENGTH = 30
 # top_k=1 keeps only the most likely token: greedy tokens, while STARS still resamples a rejected
 # segment (temperature=0 would switch greedy mode on, which keeps a rejected segment at once).
 GREEDY = {"temperature": 1.0, "top_k": 1, "target_reward": 0.0, "acceptance": "hard"}
@@ -68,7 +82,7 @@ GREEDY = {"temperature": 1.0, "top_k": 1, "target_reward": 0.0, "acceptance": "h
 
 @pytest.mark.parametrize("horizon", [5, 16])
 def test_greedy_stars_equals_generate_when_everything_is_accepted(runtime, horizon):
-    config = StarsConfig(horizon=horizon, max_new_tokens=40, **GREEDY)
+    config = StarsConfig(horizon=horizon, max_new_tokens=LENGTH, **GREEDY)
     expected = reference_generate(runtime.policy, PROMPTS, config)
     results = runtime.generate(PROMPTS, config, reward=accept_all)
     assert [r.token_ids for r in results] == expected
@@ -76,7 +90,7 @@ def test_greedy_stars_equals_generate_when_everything_is_accepted(runtime, horiz
 
 
 def test_greedy_stars_equals_generate_after_rejections(runtime):
-    config = StarsConfig(horizon=8, max_new_tokens=40, max_rejections=5, **GREEDY)
+    config = StarsConfig(horizon=8, max_new_tokens=LENGTH, max_rejections=5, **GREEDY)
     expected = reference_generate(runtime.policy, PROMPTS, config)
     judge = RejectFirstTries(2)
     results = runtime.generate(PROMPTS, config, reward=judge)
@@ -98,7 +112,7 @@ def test_greedy_stars_equals_generate_with_compaction_forced(runtime, monkeypatc
         return compactions[-1]
 
     monkeypatch.setattr(batch_module.LockstepBatch, "compact", always)
-    config = StarsConfig(horizon=6, max_new_tokens=30, max_rejections=5, **GREEDY)
+    config = StarsConfig(horizon=6, max_new_tokens=LENGTH, max_rejections=5, **GREEDY)
     expected = reference_generate(runtime.policy, PROMPTS, config)
     results = runtime.generate(PROMPTS, config, reward=RejectFirstTries(1))
     assert [r.token_ids for r in results] == expected

@@ -98,10 +98,19 @@ def test_shipped_eval_set_is_large_enough_and_disjoint_from_training() -> None:
     training = {p.prompt.strip().lower() for name in TRAINING_FILES for p in load_pairs(_data(name))}
     assert not training & {p.prompt.strip().lower() for p in prompts}
     # the new areas' prompts were written apart from the training templates: none is a near-copy of one
+    # (real_quick_ratio and quick_ratio are upper bounds of ratio: they only skip pairs that cannot pass)
+    matchers = []
+    for t in training:
+        matcher = difflib.SequenceMatcher(None)
+        matcher.set_seq2(t)
+        matchers.append(matcher)
     for p in prompts:
         if p.area in ("bias", "privacy", "hate", "benign_group"):
-            text = p.prompt.strip().lower()
-            close = [t for t in training if difflib.SequenceMatcher(None, text, t).ratio() > 0.8]
+            close = []
+            for matcher in matchers:
+                matcher.set_seq1(p.prompt.strip().lower())
+                if matcher.real_quick_ratio() > 0.8 and matcher.quick_ratio() > 0.8 and matcher.ratio() > 0.8:
+                    close.append(matcher.b)
             assert not close, (p.prompt, close)
     demo = load_eval_prompts(_data("demo_prompts.jsonl"))
     assert not {p.prompt for p in demo} & ({p.prompt for p in prompts} | training)
