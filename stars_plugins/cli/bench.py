@@ -22,6 +22,10 @@ def run(args: argparse.Namespace) -> int:
         from stars_plugins.benchmarks.serve_load import bench_serve_command
 
         return bench_serve_command(args)
+    if args.memory:
+        from stars_plugins.benchmarks.memory_loop import bench_memory_command
+
+        return bench_memory_command(args)
     from stars_plugins.benchmarks.strategies import builtin_prompts, effective_batch_sizes, load_prompt_file, run_bench
 
     if args.overhead or args.reward_cache:
@@ -128,6 +132,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="reward phase of a causal reward model with and without its prefix cache",
     )
+    from stars_plugins.benchmarks.memory_loop import add_bench_memory_arguments
     from stars_plugins.benchmarks.serve_load import add_bench_serve_arguments
 
     add_bench_serve_arguments(p)
+    add_bench_memory_arguments(p)
