@@ -81,6 +81,7 @@ class Trimmer:
         self.enabled = trimming_enabled() if enabled is None else enabled
         self.min_interval = min_interval
         self.trims = 0  # trims done so far (for tests and monitoring)
+        self.seconds = 0.0  # time spent trimming, all trims together
         self._trim = trim
         self._peak = 0  # most rows in flight since the last trim
         self._last = 0.0
@@ -99,7 +100,10 @@ class Trimmer:
                 return False  # going idle always trims; a halving waits for the interval
             self._peak, self._last = rows, now
             self.trims += 1
+        start = time.perf_counter()
         self._trim()
+        with self._lock:
+            self.seconds += time.perf_counter() - start
         return True
 
 
