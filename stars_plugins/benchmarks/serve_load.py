@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -27,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -387,6 +389,29 @@ def bench_serve_command(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- soak mode
+class PeakRSS:
+    """The highest RSS of a process while the block runs, sampled every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        self.pid, self.interval, self.peak = pid, interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, RuntimeError):
+                self.peak = max(self.peak, rss_mib(self.pid))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def soak_bodies(prompts: list[str], clients: int, requests: int, phase: int, max_tokens: int) -> list[list[dict]]:
     """`requests` bodies dealt round-robin to `clients` (seeds differ from phase to phase)."""
     bodies: list[list[dict[str, Any]]] = [[] for _ in range(min(clients, requests))]
@@ -421,7 +446,7 @@ def bench_soak_command(args: argparse.Namespace, prompts: list[str]) -> int:
         "server_args": _server_args(args),
     }
     phases: list[Phase] = []
-    rss: dict[str, Any] = {"per_phase": []}
+    rss: dict[str, Any] = {"per_phase": [], "peak_per_phase": []}
     try:
         wait_healthy(base_url, process)
         asyncio.run(run_sequential(base_url, [request_body(prompts[0], 0, args.max_new_tokens)] * 2))  # warm-up
@@ -429,7 +454,9 @@ def bench_soak_command(args: argparse.Namespace, prompts: list[str]) -> int:
         rss["after_warmup"] = rss_mib(process.pid)
         for phase in range(1, args.soak_phases + 1):
             bodies = soak_bodies(prompts, clients, args.soak_requests, phase, args.max_new_tokens)
-            run = asyncio.run(run_concurrent(base_url, bodies, hang_up))
+            with PeakRSS(process.pid) as peak:
+                run = asyncio.run(run_concurrent(base_url, bodies, hang_up))
+            rss["peak_per_phase"].append(peak.peak)
             run.name = f"soak {phase}"
             phases.append(run)
             health = wait_idle(base_url)
@@ -437,7 +464,8 @@ def bench_soak_command(args: argparse.Namespace, prompts: list[str]) -> int:
             s = run.summary()
             print(
                 f"phase {phase}/{args.soak_phases}: {s['requests']} requests, {s['disconnected']} hung up, "
-                f"{s['errors']} errors, {s['wall_seconds']} s; RSS {rss['per_phase'][-1]} MiB",
+                f"{s['errors']} errors, {s['wall_seconds']} s; RSS {rss['per_phase'][-1]} MiB "
+                f"(peak {rss['peak_per_phase'][-1]})",
                 file=sys.stderr,
                 flush=True,
             )
@@ -447,9 +475,13 @@ def bench_soak_command(args: argparse.Namespace, prompts: list[str]) -> int:
         exit_code = stop_server(process, grace=30)
     summaries = [p.summary() for p in phases]
     second, last = rss["per_phase"][1], rss["per_phase"][-1]
+    rows = clients * args.candidates
     report.update(
         phases=summaries,
         rss_mib=rss,
+        rows_in_flight=rows,
+        # what one concurrent row costs at the peak, above what the server settles at when idle
+        mib_per_row=round((max(rss["peak_per_phase"]) - rss["idle_end"]) / rows, 1),
         soak_growth=round((last - second) / second, 4),
         idle_growth=round((rss["idle_end"] - rss["after_warmup"]) / rss["after_warmup"], 4),
         server_request_counts=health.get("requests", {}),
@@ -468,14 +500,15 @@ def bench_soak_command(args: argparse.Namespace, prompts: list[str]) -> int:
 def soak_table(report: dict[str, Any]) -> str:
     rss = report["rss_mib"]
     lines = [
-        "| phase | requests | hung up | errors | complete | tokens/s | latency p50 / p95 s | RSS after, MiB |",
-        "|" + "---|" * 8,
+        "| phase | requests | hung up | errors | complete | tokens/s | latency p50 / p95 s | peak RSS MiB "
+        "| RSS after, idle MiB |",
+        "|" + "---|" * 9,
     ]
-    for s, mib in zip(report["phases"], rss["per_phase"], strict=True):
+    for s, peak, mib in zip(report["phases"], rss["peak_per_phase"], rss["per_phase"], strict=True):
         lines.append(
             f"| {s['phase']} | {s['requests']} | {s['disconnected']} | {s['errors']} | "
             f"{s['complete']}/{s['expected_complete']} | {s['tokens_per_second']} | "
-            f"{s['latency_p50']} / {s['latency_p95']} | {mib} |"
+            f"{s['latency_p50']} / {s['latency_p95']} | {peak} | {mib} |"
         )
     lines += [
         "",
@@ -483,6 +516,8 @@ def soak_table(report: dict[str, Any]) -> str:
         f"phase {rss['per_phase'][-1]} ({report['soak_growth']:+.1%} vs phase 2; within {SOAK_TOLERANCE:.0%}: "
         f"{report['soak_within_tolerance']}), idle after the run {rss['idle_end']} ({report['idle_growth']:+.1%} "
         f"vs warm-up; within {IDLE_TOLERANCE:.0%}: {report['idle_within_tolerance']})",
+        f"memory per concurrent row: {report['mib_per_row']} MiB (highest peak minus idle RSS, "
+        f"{report['rows_in_flight']} rows = clients x candidates)",
         f"server request counts: {report['server_request_counts']}; SIGTERM exit code: {report['sigterm_exit_code']}",
     ]
     return "\n".join(lines)
