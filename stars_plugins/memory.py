@@ -67,6 +67,18 @@ def limit_malloc_arenas(count: int) -> bool:
     return libc is not None and libc.mallopt(_M_ARENA_MAX, count) == 1
 
 
+def resident_mib() -> float | None:
+    """This process's resident memory in MiB (Linux: /proc/self/status), or None elsewhere."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def trimming_enabled() -> bool:
     """Whether schedulers trim by default (`STARS_MALLOC_TRIM=0` turns it off)."""
     return os.environ.get("STARS_MALLOC_TRIM", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -107,4 +119,4 @@ class Trimmer:
         return True
 
 
-__all__ = ["Trimmer", "limit_malloc_arenas", "malloc_trim", "trimming_enabled"]
+__all__ = ["Trimmer", "limit_malloc_arenas", "malloc_trim", "resident_mib", "trimming_enabled"]

@@ -399,6 +399,7 @@ def test_finished_and_hung_up_requests_leave_no_request_state_and_an_idle_server
     assert requests_alive() == 0
     if state.trimmer.enabled and sys.platform.startswith("linux"):
         assert state.trimmer.trims > trims  # the server gave memory back each time it went idle
+        assert client.get("/health").json()["rss_mib"] > 0
 
 
 def test_serve_memory_flags(monkeypatch):

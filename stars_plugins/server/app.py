@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stars_plugins.memory import Trimmer
+from stars_plugins.memory import Trimmer, resident_mib
 from stars_plugins.server.choices import ChoiceEvent, run_choices
 from stars_plugins.server.errors import APIError, error_body
 from stars_plugins.server.limits import AdmissionGate, BodySizeLimit, check_api_key
@@ -99,6 +99,7 @@ def create_app(
             "queued_requests": state.gate.queued,
             "scheduler_busy": runtime.scheduler.busy,
             "requests": dict(state.finished),
+            "rss_mib": resident_mib(),
         }
 
     @app.get("/v1/models", dependencies=[Depends(authorized)])
