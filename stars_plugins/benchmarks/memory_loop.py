@@ -83,8 +83,8 @@ def bench_memory_command(args: argparse.Namespace) -> int:
     prompts = (load_prompt_file(args.prompts) if args.prompts else builtin_prompts())[: args.num_prompts]
     if not prompts:
         raise ValueError("no prompts to run; check --prompts and --num-prompts")
+    config = config_from_args(args)  # a bad flag fails before the models load
     runtime = runtime_from_args(args)
-    config = config_from_args(args)
     runtime.scheduler.configure(trim_memory=not args.no_malloc_trim)
 
     def one_call(seed: int) -> int:
