@@ -53,6 +53,15 @@ def test_a_halved_load_trims_at_most_once_per_interval():
     assert trim.calls == 2
 
 
+def test_an_idle_only_trimmer_ignores_halvings():
+    trim = Counting()
+    trimmer = Trimmer(enabled=True, on_halving=False, min_interval=0, trim=trim)
+    trimmer.observe(32)
+    assert not trimmer.observe(1)
+    assert trimmer.observe(0)
+    assert trim.calls == 1
+
+
 def test_a_disabled_trimmer_never_trims(monkeypatch):
     trim = Counting()
     monkeypatch.setenv("STARS_MALLOC_TRIM", "0")

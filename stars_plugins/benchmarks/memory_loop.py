@@ -125,6 +125,8 @@ def bench_memory_command(args: argparse.Namespace) -> int:
         "horizon": config.horizon,
         "malloc_trim": not args.no_malloc_trim,
         "malloc_arena_max": args.malloc_arena_max or os.environ.get("MALLOC_ARENA_MAX") or "glibc default",
+        "trims": runtime.scheduler.trimmer.trims,
+        "trim_seconds": round(runtime.scheduler.trimmer.seconds, 3),
         "accepted_tokens": tokens,
         "wall_seconds": round(wall, 1),
         "rss_mib": rss,
@@ -159,7 +161,8 @@ def memory_table(report: dict[str, Any]) -> str:
         f"{report['loop_within_tolerance']})",
         f"live objects after call {REFERENCE_CALL} {report['objects']['after_call_5']}, after the last "
         f"{report['objects']['after_last_call']}; grown: {report['objects_grown'] or 'none'}",
-        f"malloc trim: {report['malloc_trim']}; malloc arenas: {report['malloc_arena_max']}; "
+        f"malloc trim: {report['malloc_trim']} ({report['trims']} trims, {report['trim_seconds']} s in all); "
+        f"malloc arenas: {report['malloc_arena_max']}; "
         f"{report['accepted_tokens']} accepted tokens in {report['wall_seconds']} s",
     ]
     return "\n".join(lines)

@@ -50,8 +50,9 @@ class ServerState:
         self.limits = limits
         self.log_prompts = log_prompts
         # The server's own per-request objects are freed on the event loop after the scheduler has
-        # finished with them: trim again when the requests in flight halve or reach none.
-        self.trimmer = Trimmer(enabled=trim_memory)
+        # finished with them: trim again when no request is left (idle only: a trim blocks the
+        # event loop for tens of milliseconds; the scheduler trims as its rows halve).
+        self.trimmer = Trimmer(enabled=trim_memory, on_halving=False)
         self.gate = AdmissionGate(
             limits.max_concurrent_requests,
             limits.max_queued_requests,
