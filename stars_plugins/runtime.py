@@ -240,6 +240,7 @@ class StarsRuntime:
         checked = prompt_list(prompts)
         reward_model = self.reward if reward is None else load_reward(reward, device=self.reward_device)
         decoder = get_strategy(resolved.strategy)
+        resolved = _constrained_here(self.policy, decoder, resolved)
         prepared = self.policy.prepare(checked, PromptOptions.of(resolved, context_window))
         requests = decoder.requests(prepared, resolved)
         return GenerationJob(decoder, DecodeContext(self.policy, reward_model), requests, self.scheduler)
@@ -431,6 +432,17 @@ class AsyncGenerationStream(AsyncClosingStream[Segment]):
 
     def __del__(self) -> None:
         self.cancel()
+
+
+def _constrained_here(policy: Any, decoder: Any, config: StarsConfig) -> StarsConfig:
+    """A constrained config as this policy backend runs it: a backend with `constrained_config`
+    (a serving engine, whose grammar cannot resume mid-answer) may reshape the request's segments
+    or refuse it, now, before any model work."""
+    fit = getattr(policy, "constrained_config", None)
+    if config.constraint is None or fit is None:
+        return config
+    rule = getattr(decoder, "rule", None)
+    return fit(config, boundary=rule is not None and rule.boundary(config) is not None)
 
 
 def _is_prompt_list(prompt: Any) -> bool:

@@ -32,6 +32,9 @@ class RoundOutput:
     hit_eos: torch.Tensor  # [R] bool
     restore: Any = None  # backend-private state that `rollback` needs
     errors: dict[int, BaseException] = field(default_factory=dict)
+    #: per row, under a constraint: whether its output after this round is a complete match of
+    #: its grammar (None: no row of the batch is constrained)
+    complete: list[bool] | None = None
 
     def segment(self, row: int) -> list[int]:
         return self.tokens[row, : int(self.lengths[row])].tolist()

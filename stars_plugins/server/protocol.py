@@ -19,6 +19,7 @@ from stars_plugins.calls import Call
 from stars_plugins.config import StarsConfig
 from stars_plugins.errors import ConfigError, UnknownRewardError
 from stars_plugins.server.errors import APIError, bad_request
+from stars_plugins.server.structured import CONSTRAINT_KEYS, request_constraint
 
 # StarsConfig fields that have an OpenAI spelling: they are set with the OpenAI field only.
 OPENAI_SPELLING = {
@@ -28,13 +29,15 @@ OPENAI_SPELLING = {
     "seed": "seed",
     "stop": "stop",
 }
-# Keys of the `stars` object besides StarsConfig's own fields.
-EXTRA_STARS_KEYS = ("reward",)
+# Keys of the `stars` object besides StarsConfig's own fields: the reward, and the constraints
+# that are not OpenAI's `response_format` (the config's `constraint` is set through these only).
+EXTRA_STARS_KEYS = ("reward", *CONSTRAINT_KEYS)
+_NOT_STARS_KEYS = {*OPENAI_SPELLING, "constraint"}
 
 
 def stars_keys() -> tuple[str, ...]:
     """Every key the `stars` object accepts."""
-    return tuple(f for f in StarsConfig.model_fields if f not in OPENAI_SPELLING) + EXTRA_STARS_KEYS
+    return tuple(f for f in StarsConfig.model_fields if f not in _NOT_STARS_KEYS) + EXTRA_STARS_KEYS
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class _GenerationRequest(BaseModel):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
+    response_format: dict[str, Any] | None = None  # text, json_object or json_schema (server/structured.py)
     stars: dict[str, Any] | None = Field(None, description="STARS settings (the client's extra_body)")
 
     def unsupported(self) -> dict[str, tuple[Any, ...]]:
@@ -110,7 +114,6 @@ class ChatCompletionRequest(_GenerationRequest):
     functions: list[Any] | None = None
     function_call: Any = None
     parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     store: bool | None = None
     service_tier: str | None = None
@@ -125,7 +128,6 @@ class ChatCompletionRequest(_GenerationRequest):
             "tool_choice": (None, "none", "auto"),
             "functions": (None, []),
             "function_call": (None, "none", "auto"),
-            "response_format": (None, {"type": "text"}),
             "reasoning_effort": (None,),
         }
 
@@ -212,10 +214,13 @@ def plan_request(request: ChatCompletionRequest | CompletionRequest, runtime: An
         raise bad_request(f"at most {limits.max_prompts} prompts per request", param="prompt")
 
     overrides = _stars_settings(request.stars)
+    constraint, constraint_param = request_constraint(request.response_format, request.stars)  # 400: no model work
+    if constraint is not None:
+        overrides["constraint"] = constraint
     if not is_chat:
         overrides.setdefault("apply_chat_template", False)  # a completion continues the raw text
     overrides.update(_openai_settings(request, limits))
-    call = _call(runtime, overrides)
+    call = _call(runtime, overrides, {"constraint": constraint_param})
     if call.config.num_candidates > limits.max_candidates:
         raise bad_request(
             f"num_candidates must be at most {limits.max_candidates} on this server", param="stars.num_candidates"
@@ -243,7 +248,7 @@ def plan_request(request: ChatCompletionRequest | CompletionRequest, runtime: An
     return Plan(choices, request.stream, include_usage)
 
 
-def _call(runtime: Any, overrides: dict[str, Any]) -> Call:
+def _call(runtime: Any, overrides: dict[str, Any], params: dict[str, str | None]) -> Call:
     try:
         return calls.prepare_call(
             runtime, runtime.config.model_dump(), overrides, owner="stars serve", registered_rewards_only=True
@@ -251,7 +256,7 @@ def _call(runtime: Any, overrides: dict[str, Any]) -> Call:
     except UnknownRewardError as exc:
         raise APIError(400, str(exc), param="stars.reward") from None
     except ConfigError as exc:
-        raise APIError(400, str(exc), param=_param_named_in(str(exc), overrides)) from None
+        raise APIError(400, str(exc), param=_param_named_in(str(exc), overrides, params)) from None
 
 
 def _openai_settings(request: ChatCompletionRequest | CompletionRequest, limits: ServerLimits) -> dict[str, Any]:
@@ -286,20 +291,23 @@ def _openai_settings(request: ChatCompletionRequest | CompletionRequest, limits:
 def _stars_settings(stars: dict[str, Any] | None) -> dict[str, Any]:
     """The `stars` object's keys as call overrides (the reward included); keys with an OpenAI
     spelling or that are not settings are refused, naming them."""
-    settings = dict(stars or {})
-    for key in settings:
+    settings = {key: value for key, value in (stars or {}).items() if key not in CONSTRAINT_KEYS}
+    for key in stars or {}:
         if key in OPENAI_SPELLING:
             raise bad_request(
                 f"set {key} with the OpenAI field {OPENAI_SPELLING[key]!r}, not in 'stars'", param=f"stars.{key}"
             )
         if key not in stars_keys():
+            hint = " (set a constraint with response_format, or stars.regex / choice / grammar)"
             raise bad_request(
-                f"unknown STARS setting {key!r}; known settings: {', '.join(stars_keys())}", param=f"stars.{key}"
+                f"unknown STARS setting {key!r}{hint if key == 'constraint' else ''}; known settings: "
+                f"{', '.join(stars_keys())}",
+                param=f"stars.{key}",
             )
     return settings
 
 
-def _param_named_in(message: str, changes: dict[str, Any]) -> str | None:
+def _param_named_in(message: str, changes: dict[str, Any], params: dict[str, str | None]) -> str | None:
     """The request field behind the first setting a `ConfigError` message names."""
     detail = message.partition(":")[2]
     positions = {
@@ -310,4 +318,4 @@ def _param_named_in(message: str, changes: dict[str, Any]) -> str | None:
     if not positions:
         return None
     key = min(positions, key=positions.__getitem__)
-    return OPENAI_SPELLING.get(key) or f"stars.{key}"
+    return params.get(key) or OPENAI_SPELLING.get(key) or f"stars.{key}"

@@ -1,8 +1,9 @@
 """OpenAI response bodies and SSE chunks, plus the `stars` extension field.
 
 Every choice carries `stars`: the strategy, the final reward, the request's own finish reason
-(`eos`, `stop`, `length`) and its `GenerationStats` (accepted / sampled / discarded tokens, rounds,
-rejections, reward calls, seconds). In a stream it rides on the choice's last chunk.
+(`eos`, `stop`, `length`, `constraint_incomplete`) and its `GenerationStats` (accepted / sampled /
+discarded tokens, rounds, rejections, reward calls, seconds). In a stream it rides on the choice's
+last chunk.
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ from stars_plugins.errors import (
 from stars_plugins.results import GenerationResult
 from stars_plugins.server.errors import APIError
 
-_FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "stop", "error": "stop"}
+# A constrained answer cut by its budget is OpenAI's "length" (the openai client's `parse` refuses
+# it, as it does a truncated answer from OpenAI); `stars.finish_reason` says constraint_incomplete.
+_FINISH_REASONS = {
+    "eos": "stop",
+    "stop": "stop",
+    "length": "length",
+    "constraint_incomplete": "length",
+    "cancelled": "stop",
+    "error": "stop",
+}
 
 
 def openai_finish_reason(result: GenerationResult) -> str:

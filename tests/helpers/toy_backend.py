@@ -35,17 +35,21 @@ class ToyBatch:
         for s in range(steps):
             draws = torch.tensor([s < budget and r not in forced for r, budget in enumerate(budgets)])
             letters = self.sampler(torch.zeros(self.num_rows, 26), draws)  # uniform, each row its own stream
+            live = torch.tensor([s < budget for budget in budgets])
             for r, budget in enumerate(budgets):
                 if s < budget:
                     token = forced[r][s] if r in forced else int(letters[r])
                     tokens[r, s] = token
                     self.seqs[r].append(token)
                     lengths[r] += 1
-        return RoundOutput(tokens, lengths, torch.zeros(self.num_rows, dtype=torch.bool), restore)
+            self.sampler.observe(tokens[:, s], live)  # constrained rows' grammars follow the tokens
+        complete = self.sampler.complete() if self.sampler.constrained else None
+        return RoundOutput(tokens, lengths, torch.zeros(self.num_rows, dtype=torch.bool), restore, complete=complete)
 
     def rollback(self, rows, out) -> None:
         for r in rows:
             del self.seqs[r][out.restore[r] :]
+        self.sampler.rollback(list(rows), [int(out.lengths[r]) for r in rows])
 
     def select_rows(self, source) -> None:
         self.seqs = [list(self.seqs[i]) for i in source]

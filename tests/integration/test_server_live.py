@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from pydantic import BaseModel, Field
 
 pytestmark = pytest.mark.slow
 
@@ -265,6 +266,58 @@ def test_llama_index_openai_like(server):
     assert response.raw.choices[0].model_extra["stars"]["stats"]["accepted_tokens"] >= 1  # the raw response
     streamed = list(llm.stream_chat([ChatMessage(role="user", content="Name a fruit.")]))
     assert streamed and streamed[-1].message.content.strip()
+
+
+# ---------------------------------------------------------------------------- structured output
+class Person(BaseModel):
+    name: str = Field(max_length=16)
+    age: int
+
+
+PERSON_MESSAGES = [{"role": "user", "content": "Invent a person: a first name and an age."}]
+
+
+def test_openai_parse_returns_a_validated_object(client):
+    """`client.chat.completions.parse(response_format=Model)` (openai 2.x; `client.beta.chat.completions.parse`
+    is the same method) sends OpenAI's strict json_schema; the answer is held to it, so `parsed` validates."""
+    assert client.beta.chat.completions.parse.__func__ is client.chat.completions.parse.__func__
+    for seed in (1, 2):
+        completion = client.chat.completions.parse(
+            model="stars", messages=PERSON_MESSAGES, response_format=Person, max_tokens=96, seed=seed
+        )
+        choice = completion.choices[0]
+        assert isinstance(choice.message.parsed, Person), choice.message.content
+        assert choice.message.parsed == Person.model_validate_json(choice.message.content)
+        assert stars_of(choice)["finish_reason"] in ("eos", "stop")
+
+
+def test_openai_response_format_json_schema_and_json_object_streamed_and_not(client):
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = Person.model_json_schema()
+    response_format = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": True}}
+    whole = client.chat.completions.create(
+        model="stars", messages=PERSON_MESSAGES, response_format=response_format, max_tokens=96, seed=5
+    )
+    text = whole.choices[0].message.content
+    jsonschema.validate(json.loads(text), schema)
+    chunks = client.chat.completions.create(
+        model="stars", messages=PERSON_MESSAGES, response_format=response_format, max_tokens=96, seed=5, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    anything = client.chat.completions.create(
+        model="stars", messages=PERSON_MESSAGES, response_format={"type": "json_object"}, max_tokens=96, seed=5
+    )
+    if anything.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(anything.choices[0].message.content), dict)
+
+
+def test_openai_bad_schema_is_a_400_naming_the_field(client):
+    response_format = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "required": 3}}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="stars", messages=PERSON_MESSAGES, response_format=response_format)
+    assert info.value.body["param"] == "response_format.json_schema.schema"
 
 
 # ---------------------------------------------------------------------------- SIGTERM drains

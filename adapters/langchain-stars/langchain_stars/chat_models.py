@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ChatMessage, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
 
 from langchain_stars._settings import StarsSettings
+from langchain_stars.structured import structured_output
 from stars_plugins import GenerationResult, PromptError, calls
 from stars_plugins.streams import closing_stream
 
@@ -33,22 +35,23 @@ def to_chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
 
 
 class ToolCallingNotSupportedError(NotImplementedError):
-    """`ChatStars` does not do tool calling or structured output; the message says what to use."""
+    """`ChatStars` does not do tool calling; the message says what to use."""
 
 
 def _unsupported(what: str) -> NoReturn:
     raise ToolCallingNotSupportedError(
-        f"{what} is not supported by STARS chat (ChatStars): STARS steers a small open policy with a reward "
-        "model, and such a policy does not produce reliable tool calls or schema-valid output. Use STARS as "
-        "the body of an agent tool instead: a tool-calling model runs the agent, and the tool drafts its "
-        "text with an aligned ChatStars chain (see examples/langchain_agent_tool.py)."
+        f"{what} is not supported by STARS chat (ChatStars). For schema-valid output use "
+        "with_structured_output(schema) (constrained token by token). For agents: a tool-calling model runs "
+        "the agent, and a tool drafts its text with an aligned ChatStars chain "
+        "(see examples/langchain_agent_tool.py)."
     )
 
 
 class ChatStars(StarsSettings, BaseChatModel):
     """STARS reward-guided decoding as a LangChain chat model (docs/langchain.md): messages go through
-    the policy's chat template; the last streamed chunk carries usage and the STARS facts. Tool calling
-    and structured output raise `ToolCallingNotSupportedError`."""
+    the policy's chat template; the last streamed chunk carries usage and the STARS facts.
+    `with_structured_output` holds the output to a schema token by token; tool calling raises
+    `ToolCallingNotSupportedError`."""
 
     stream = closing_stream(BaseChatModel.stream)  # leaving a loop over a stream early cancels its request
     astream = closing_stream(BaseChatModel.astream)
@@ -60,8 +63,27 @@ class ChatStars(StarsSettings, BaseChatModel):
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any) -> NoReturn:
         _unsupported("Tool calling (bind_tools)")
 
-    def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> NoReturn:
-        _unsupported("Structured output (with_structured_output)")
+    def with_structured_output(
+        self,
+        schema: Any = None,
+        *,
+        method: Literal["json_schema", "json_mode", "function_calling"] = "json_schema",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable:
+        """This model with its output held to `schema` token by token, parsed (docs/langchain.md).
+
+        `schema`: a pydantic class (-> instances of it), a TypedDict or a JSON Schema dict (-> dicts).
+        `method`: "json_schema" (the default: a `Constraint.json_schema`), "json_mode" (any JSON
+        object; the schema only picks the parser) or "function_calling" (through `bind_tools`; a
+        model without tool calling serves it as "json_schema", with a warning). `strict`: refuse
+        schema keywords the grammar cannot enforce (the default) or drop them (False).
+        `include_raw=True`: `{"raw", "parsed", "parsing_error"}`, never raising on a parse error.
+        Other keyword arguments are call settings (`max_tokens=256`, `horizon=8`, ...). An answer
+        whose token budget ends before the JSON does (finish reason `constraint_incomplete`) is a
+        parse error that says to raise `max_tokens`."""
+        return structured_output(self, schema, method=method, include_raw=include_raw, strict=strict, kwargs=kwargs)
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
         """Tokens the policy sees for these messages: the chat template applied, as in a call."""

@@ -134,16 +134,21 @@ class LockstepBatch:
             live &= lengths < budget
             if watch.all_done(live):
                 break
-            chosen = torch.where(is_forced, forced_tokens[:, s], self.sampler(self.logits, live & ~is_forced))
+            # A constrained row's logits are masked in place: the next step replaces a live row's
+            # logits, and re-masking an idle row's in the same grammar state changes nothing.
+            sampled = self.sampler(self.logits, live & ~is_forced, mask_in_place=True)
+            chosen = torch.where(is_forced, forced_tokens[:, s], sampled)
             chosen = torch.where(live, chosen, self.policy.pad_token_id)
             tokens[:, s] = chosen
+            self.sampler.observe(chosen, live)
             self.step(chosen, live)
             taken = s + 1
             lengths += live.long()
             eos_now = live & ~is_forced & torch.isin(chosen, self.eos)
             hit_eos |= eos_now
             live &= ~eos_now
-        return RoundOutput(tokens[:, :taken].cpu(), lengths.cpu(), hit_eos.cpu(), restore)
+        complete = self.sampler.complete() if self.sampler.constrained else None
+        return RoundOutput(tokens[:, :taken].cpu(), lengths.cpu(), hit_eos.cpu(), restore, complete=complete)
 
     # ------------------------------------------------------------------ row bookkeeping
     def rollback(self, rows: Sequence[int], out: RoundOutput) -> None:
@@ -154,6 +159,7 @@ class LockstepBatch:
         index = torch.tensor(list(rows), device=self.device)
         self.mask[index, restore.start_column :] = 0
         self.logits[index] = restore.start_logits[index]
+        self.sampler.rollback(list(rows), [int(out.lengths[r]) for r in rows])
 
     def select_rows(self, source: Sequence[int]) -> None:
         """Row r becomes a copy of row `source[r]` (copies siblings, drops rows, reorders)."""

@@ -7,6 +7,12 @@ cutting the row's prefix back (the engine's prefix cache makes the resample chea
 of N candidates copies the winner's prefix over its siblings. Nothing lives on the server between
 rounds, so a server that restarts loses nothing but its cache.
 
+Structured output: an engine cannot resume its grammar from a prefix the client sends back, so a
+constrained request is generated in one round, its whole answer under the engine's own grammar
+parameter (`structured.py`; `constrained_config` makes the request's segment its whole budget),
+and judged whole. The engine's ids are checked against the constraint on the client
+(`RoundOutput.complete`); ids the grammar refuses are never passed on as a valid answer.
+
 Seeds: every segment request carries a seed derived from the request's seed, the row's stream
 (and copy index), the prefix length (which segment) and how many times this row has sampled from
 that prefix (which attempt), so a request's samples do not depend on what shares its round.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,10 +34,16 @@ import torch
 from stars_plugins.backends.protocol import BoundaryRule, RoundOutput
 from stars_plugins.backends.remote.detect import Replica
 from stars_plugins.backends.remote.protocol import SegmentRequest, SegmentResult
+from stars_plugins.backends.remote.structured import check_engine_takes
 from stars_plugins.backends.remote.transport import HttpTransport
 from stars_plugins.backends.sampling import RowSampling
+from stars_plugins.config import StarsConfig
+from stars_plugins.constraints import Constraint, ConstraintCompiler
 from stars_plugins.errors import ConfigError, ServingError
 from stars_plugins.prompts import PromptRenderer, TokenizerSide
+
+#: The longest segment `StarsConfig.horizon` allows: a constrained answer on an engine is one segment.
+MAX_WHOLE_ANSWER = StarsConfig.model_fields["horizon"].metadata[-1].le
 
 #: How many of the most likely tokens' logprobs an engine returns per token for entropy boundaries.
 BOUNDARY_TOP_LOGPROBS = 20
@@ -58,6 +71,7 @@ class _Row:
     sampling: RowSampling
     salt: int  # tells apart copies of one request that share seed and stream
     affinity: int  # which replica serves this row
+    start: int = 0  # prefix length when the row was opened (its prompt and accepted tokens)
     at_length: int = -1  # prefix length of the last sampled segment ...
     attempt: int = 0  # ... and how many times this row has sampled from it
 
@@ -71,6 +85,9 @@ class RemotePolicy(TokenizerSide):
     # Entropy boundaries (CARDS) from the top logprobs the engine returns with each token: see
     # `cut_at_boundary`. The entropy is an estimate, so boundaries can differ from in process.
     supports_boundary = True
+    # Constraints travel in the engine's own structured-output parameters, one whole answer per
+    # round (`constrained_config`); the client checks the ids with the compiled constraint.
+    supports_constraints = True
 
     def __init__(
         self,
@@ -98,6 +115,8 @@ class RemotePolicy(TokenizerSide):
         self.key: tuple[Any, ...] | None = None
         self.max_concurrency = max_concurrency
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="stars-remote")
+        self._constraint_compiler: ConstraintCompiler | None = None
+        self._compiler_lock = threading.Lock()
 
     @property
     def engine(self) -> str:
@@ -106,6 +125,40 @@ class RemotePolicy(TokenizerSide):
     @property
     def urls(self) -> list[str]:
         return [r.url for r in self.replicas]
+
+    # ------------------------------------------------------------------ structured output
+    @property
+    def constraint_compiler(self) -> ConstraintCompiler:
+        """Compiles constraints for the served model's tokenizer (to check the engine's ids)."""
+        with self._compiler_lock:
+            if self._constraint_compiler is None:
+                self._constraint_compiler = ConstraintCompiler(self.tokenizer, len(self.tokenizer), self.eos_token_ids)
+            return self._constraint_compiler
+
+    def compile_constraint(self, constraint: Constraint) -> Any:
+        return self.constraint_compiler.compile(constraint)
+
+    def constrained_config(self, config: StarsConfig, *, boundary: bool) -> StarsConfig:
+        """The config a constrained request runs with here: its whole answer in one segment (the
+        engine's grammar starts where the answer starts and cannot resume mid-way), judged whole.
+        A constraint this engine cannot carry, a segment rule that cuts answers (CARDS) or a budget
+        over one segment's maximum raise `ConfigError` now, before any request is sent."""
+        constraint = config.constraint
+        if constraint is None:
+            return config
+        check_engine_takes(self.engine, constraint)
+        if boundary:
+            raise ConfigError(
+                f"strategy {config.strategy!r} cuts answers at entropy boundaries, but on a serving engine "
+                f"({self.engine}) a constrained answer is generated whole in one round (the engine's grammar "
+                "cannot resume mid-way); use strategy 'stars', 'vanilla' or 'best_of_n'"
+            )
+        if config.max_new_tokens > MAX_WHOLE_ANSWER:
+            raise ConfigError(
+                f"max_new_tokens={config.max_new_tokens}: on a serving engine a constrained answer is one "
+                f"segment, at most {MAX_WHOLE_ANSWER} tokens; lower max_new_tokens"
+            )
+        return config if config.horizon == config.max_new_tokens else config.updated(horizon=config.max_new_tokens)
 
     def open_batch(
         self, prompts: Sequence[Sequence[int]], copies: Sequence[int], sampling: Sequence[RowSampling]
@@ -116,7 +169,7 @@ class RemotePolicy(TokenizerSide):
         for prompt, count in zip(prompts, copies, strict=True):
             affinity = next(_affinity)
             for copy in range(count):
-                rows.append(_Row(list(prompt), sampling[len(rows)], salt=copy, affinity=affinity))
+                rows.append(_Row(list(prompt), sampling[len(rows)], salt=copy, affinity=affinity, start=len(prompt)))
         return RemoteBatch(self, rows)
 
     # ------------------------------------------------------------------ one round trip
@@ -197,6 +250,7 @@ class RemoteBatch:
             results = cut_at_boundary(results, boundary)
         for (r, _), result in zip(done, results, strict=True):
             segments[r], hit_eos[r] = result.tokens, result.hit_eos
+        complete = self._complete(segments, hit_eos, errors)
         steps = max((len(s) for s in segments), default=0)
         tokens = torch.full((len(self.rows), steps), self.policy.pad_token_id, dtype=torch.long)
         for r, segment in enumerate(segments):
@@ -204,9 +258,43 @@ class RemoteBatch:
                 tokens[r, : len(segment)] = torch.tensor(segment, dtype=torch.long)
             self.rows[r].prefix.extend(segment)
         lengths = torch.tensor([len(s) for s in segments], dtype=torch.long)
-        return RoundOutput(tokens, lengths, torch.tensor(hit_eos, dtype=torch.bool), restore=starts, errors=errors)
+        eos = torch.tensor(hit_eos, dtype=torch.bool)
+        return RoundOutput(tokens, lengths, eos, restore=starts, errors=errors, complete=complete)
+
+    def _complete(
+        self, segments: list[list[int]], hit_eos: list[bool], errors: dict[int, BaseException]
+    ) -> list[bool] | None:
+        """Per row, whether its answer is a complete match of its constraint (None: no row is
+        constrained). The engine's ids are replayed through the client's compiled grammar; ids it
+        refuses (an engine that reads the schema differently) fail that row's request with a
+        `ServingError` naming the token, so they never pass as a valid answer."""
+        if all(row.sampling.grammar is None for row in self.rows):
+            return None
+        complete = [True] * len(self.rows)
+        for r, row in enumerate(self.rows):
+            grammar = row.sampling.grammar
+            if grammar is None or r in errors:
+                continue
+            # any JSON whitespace: the engine's grammar, not the client's compact mask, laid it out
+            checked = self.policy.constraint_compiler.compile(grammar.key, any_whitespace=True)
+            accepted, complete[r] = accepted_by(checked, segments[r])
+            if accepted < len(segments[r]):
+                errors[r] = ServingError(
+                    f"{self.policy.engine} answered token {accepted} (id {segments[r][accepted]}) of a constrained "
+                    f"answer outside the constraint ({grammar.key.describe()}): the engine's grammar accepts what "
+                    "the client's does not. Simplify the schema, or run the policy in process"
+                )
+                segments[r], hit_eos[r], complete[r] = [], False, False
+        return complete
 
     def _request(self, row: _Row, budget: int, top_logprobs: int) -> SegmentRequest:
+        grammar = row.sampling.grammar
+        if grammar is not None and (grammar.accepted or len(row.prefix) != row.start):
+            raise ConfigError(
+                f"a constrained answer on {self.policy.engine} is generated in one round and cannot be resumed "
+                "mid-way (the engine's grammar starts at the answer's start); run it through StarsRuntime, "
+                "which makes its segment its whole budget"
+            )
         position = len(row.prefix)
         if position == row.at_length:
             row.attempt += 1
@@ -222,6 +310,7 @@ class RemoteBatch:
             top_p=float(s.top_p),
             seed=segment_seed(seed, stream, row.salt, position, row.attempt),
             top_logprobs=top_logprobs,
+            constraint=None if grammar is None else grammar.key,
         )
 
     def rollback(self, rows: Sequence[int], out: RoundOutput) -> None:
@@ -236,7 +325,9 @@ class RemoteBatch:
             copy = seen.get(int(s), 0)
             seen[int(s)] = copy + 1
             salt = old.salt if copy == 0 else segment_seed(old.salt, copy, 0, 0, 0)
-            new_rows.append(_Row(list(old.prefix), old.sampling, salt, old.affinity, old.at_length, old.attempt))
+            new_rows.append(
+                _Row(list(old.prefix), old.sampling, salt, old.affinity, old.start, old.at_length, old.attempt)
+            )
         self.rows = new_rows
 
     def merge(self, other: Any) -> None:
@@ -253,6 +344,17 @@ class RemoteBatch:
 
     def free(self) -> None:
         self.rows = []
+
+
+def accepted_by(compiled: Any, tokens: Sequence[int]) -> tuple[int, bool]:
+    """How many of `tokens` a fresh matcher of `compiled` accepts, and whether it is then complete."""
+    import xgrammar
+
+    matcher = xgrammar.GrammarMatcher(compiled)
+    for i, token in enumerate(tokens):
+        if matcher.is_terminated() or not matcher.accept_token(int(token)):
+            return i, False
+    return len(tokens), bool(matcher.is_completed() or matcher.is_terminated())
 
 
 def _summary(errors: Sequence[BaseException], total: int, engine: str) -> ServingError:

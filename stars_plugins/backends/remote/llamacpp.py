@@ -3,7 +3,8 @@
 Every sampler that the in-process sampler does not have (min-p, typical-p, repetition penalties,
 DRY, XTC, mirostat) is switched off, so temperature, top-k and top-p mean what they mean in
 process. `cache_prompt` lets a slot reuse the KV cache of the longest common prefix, which makes
-a resample from a rejected segment's prefix cost only the new tokens.
+a resample from a rejected segment's prefix cost only the new tokens. A constrained request carries
+`json_schema` or `grammar` (GBNF), see `structured.py`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from stars_plugins.backends.remote.protocol import (
     first_model,
     positive_int,
 )
+from stars_plugins.backends.remote.structured import llamacpp_fields
 from stars_plugins.errors import ServingError
 
 #: Only what the client reads comes back (the default response repeats the whole prompt as text).
@@ -56,6 +58,8 @@ class LlamaCppProtocol:
                 post_sampling_probs=False,
                 response_fields=[*RESPONSE_FIELDS, "completion_probabilities"],
             )
+        if request.constraint is not None:
+            body.update(llamacpp_fields(request.constraint))
         return body
 
     def parse_response(self, body: Any, request: SegmentRequest) -> SegmentResult:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from stars_plugins.errors import ServingError
+
+if TYPE_CHECKING:
+    from stars_plugins.constraints import Constraint
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ class SegmentRequest:
     top_p: float
     seed: int
     top_logprobs: int = 0  # > 0: also return the N most likely tokens' logprobs before each token
+    # structured output: the whole answer, from its start, under the engine's own grammar parameter
+    # (`structured.py`); only ever sent with a prompt that holds no generated token yet
+    constraint: Constraint | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 `meta_info.finish_reason` is `{"type": "stop", "matched": <EOS id>}` at EOS (the EOS id is the
 last of `output_ids`) and `{"type": "length", ...}` at the token budget. `sampling_seed` is
-honoured by servers started with deterministic sampling (see docs/serving.md).
+honoured by servers started with deterministic sampling (see docs/serving.md). A constrained
+request carries `json_schema`, `regex` or `ebnf` in `sampling_params`, see `structured.py`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from stars_plugins.backends.remote.protocol import (
     checked_top_logprobs,
     max_model_len_info,
 )
+from stars_plugins.backends.remote.structured import sglang_fields
 from stars_plugins.errors import ServingError
 
 
@@ -42,6 +44,8 @@ class SGLangProtocol:
         }
         if request.top_logprobs:
             body.update(return_logprob=True, top_logprobs_num=request.top_logprobs)
+        if request.constraint is not None:
+            body["sampling_params"].update(sglang_fields(request.constraint))
         return body
 
     def parse_response(self, body: Any, request: SegmentRequest) -> SegmentResult:

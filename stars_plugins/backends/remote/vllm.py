@@ -3,7 +3,8 @@
 Generated ids come back in `choices[0].token_ids` (`return_token_ids`, vLLM >= 0.10.2). Older
 servers are read through `logprobs` with `return_tokens_as_token_ids`, where every token is the
 string "token_id:<id>". `finish_reason` "stop" with no stop strings sent means EOS (or a stop
-token id of the model's generation config); vLLM keeps that token in `token_ids`.
+token id of the model's generation config); vLLM keeps that token in `token_ids`. A constrained
+request carries `structured_outputs` (older servers: `guided_*`), see `structured.py`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from stars_plugins.backends.remote.protocol import (
     checked_top_logprobs,
     max_model_len_info,
 )
+from stars_plugins.backends.remote.structured import vllm_fields
 from stars_plugins.errors import ServingError
 
 
@@ -49,6 +51,8 @@ class VLLMProtocol:
             body.update(logprobs=request.top_logprobs, return_tokens_as_token_ids=True)
         if not self.legacy_token_ids:
             body["return_token_ids"] = True
+        if request.constraint is not None:
+            body.update(vllm_fields(request.constraint, legacy=self.legacy_token_ids))
         return body
 
     def parse_response(self, body: Any, request: SegmentRequest) -> SegmentResult:

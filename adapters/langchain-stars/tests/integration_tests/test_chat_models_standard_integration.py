@@ -1,9 +1,11 @@
 """langchain-tests' standard integration suite for `ChatStars`, on the embedded policy (SmolLM2-135M-Instruct).
 
-Small budgets keep it fast: 8 new tokens in segments of 4, no resampling (`max_rejections=0`). The suite
-skips, by its own switches, what `ChatStars` does not claim: tool calling and structured output (False
-until the core supports them), JSON mode, image / audio / PDF inputs, a per-call `model=` override and
-the VCR timing test. `langchain_tests` is imported at module level: without it the run fails at
+Small budgets keep it fast: 8 new tokens in segments of 4, no resampling (`max_rejections=0`); the
+structured-output tests get the budget a whole JSON joke needs (`structured_output_kwargs`), constrained
+to the schema token by token. The suite skips, by its own switches, what `ChatStars` does not claim:
+tool calling, JSON mode with a schema's keys (`method="json_mode"` holds the output to any JSON object;
+which keys a 135M policy picks is up to it), image / audio / PDF inputs, a per-call `model=` override
+and the VCR timing test. `langchain_tests` is imported at module level: without it the run fails at
 collection instead of passing without the suite.
 """
 
@@ -30,7 +32,12 @@ class TestChatStarsIntegration(ChatModelIntegrationTests):
 
     @property
     def has_structured_output(self) -> bool:
-        return False
+        return True
+
+    @property
+    def structured_output_kwargs(self) -> dict[str, Any]:
+        # A joke's setup and punchline as JSON: about 60-120 tokens from the embedded policy.
+        return {"method": "json_schema", "max_tokens": 192, "horizon": 32}
 
 
 def test_the_standard_integration_suite_is_collected() -> None:

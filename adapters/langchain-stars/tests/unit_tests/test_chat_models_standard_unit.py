@@ -13,8 +13,8 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 
 class TestChatStarsStandard(ChatModelUnitTests):
-    """Construction, serialisation, tracing params; the tool and structured-output tests are skipped by
-    the suite itself while `has_tool_calling` / `has_structured_output` are False."""
+    """Construction, serialisation, tracing params, `with_structured_output` for every method; the tool
+    tests are skipped by the suite itself while `has_tool_calling` is False."""
 
     @property
     def chat_model_class(self) -> type[ChatStars]:
@@ -29,8 +29,8 @@ class TestChatStarsStandard(ChatModelUnitTests):
         return False
 
     @property
-    def has_structured_output(self) -> bool:
-        return False
+    def has_structured_output(self) -> bool:  # constrained decoding (docs/langchain.md)
+        return True
 
     @property
     def standard_chat_model_params(self) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from stars_plugins import ConfigError, StarsConfig, UnknownRewardError, availabl
 def test_public_names_and_namespace_packages() -> None:
     import llama_index.llms.stars as package
 
-    assert sorted(package.__all__) == ["CALL_SETTINGS", "StarsLLM"] and CALL_SETTINGS is calls.CALL_SETTINGS
+    assert sorted(package.__all__) == ["CALL_SETTINGS", "StarsLLM", "StructuredOutputError"]
+    assert CALL_SETTINGS is calls.CALL_SETTINGS
     assert issubclass(StarsLLM, CustomLLM) and StarsLLM.class_name() == "StarsLLM"
     # `llama_index` and `llama_index.llms` stay namespace packages (no __init__.py here): one would hide
     # llama-index-core and every other integration installed beside this one.

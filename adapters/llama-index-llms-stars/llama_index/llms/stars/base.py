@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from llama_index.core.base.llms.generic_utils import messages_to_prompt as generic_messages_to_prompt
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, LLMMetadata, MessageRole
@@ -15,13 +15,17 @@ from llama_index.core.instrumentation.events import llm as events
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.llms.llm import default_completion_to_prompt
-from pydantic import ConfigDict
+from llama_index.core.prompts import BasePromptTemplate
+from llama_index.core.types import PydanticProgramMode
+from pydantic import BaseModel, ConfigDict
 
 from stars_plugins import ConfigError, GenerationResult, StarsRuntime, calls
 from stars_plugins.calls import CALL_SETTINGS, Call, off_loop  # noqa: F401  (CALL_SETTINGS: re-exported)
+from stars_plugins.constraints import Constraint
 from stars_plugins.streams import closing_stream
 
 dispatcher = get_dispatcher(__name__)
+Model = TypeVar("Model", bound=BaseModel)
 _ROLE_NAMES = {MessageRole.DEVELOPER: "system", MessageRole.CHATBOT: "assistant", MessageRole.MODEL: "assistant"}
 
 
@@ -226,6 +230,106 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
         kwargs.pop("formatted", None)
         return await self._astreamed(*self._chat_input(messages), kwargs, chat=True)
 
+    # ================================================================== structured output
+    # With the default program mode, `structured_predict` (and `as_structured_llm`, which calls it)
+    # holds the answer to `output_cls`'s JSON Schema token by token (a `Constraint`) and parses it;
+    # other modes (`pydantic_program_mode=...`) go through LlamaIndex's programs as usual.
+    def _structured_input(
+        self, output_cls: type[BaseModel], prompt: BasePromptTemplate, llm_kwargs: dict[str, Any] | None, args: Any
+    ) -> tuple[list[ChatMessage], dict[str, Any]]:
+        kwargs = dict(llm_kwargs or {})
+        kwargs.setdefault("constraint", Constraint.json_schema(output_cls.model_json_schema()))
+        return prompt.format_messages(**args), kwargs
+
+    def _constrained(self) -> bool:
+        return self.pydantic_program_mode == PydanticProgramMode.DEFAULT
+
+    @dispatcher.span
+    def structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """An instance of `output_cls`, the answer constrained to its JSON Schema (docs/llamaindex.md)."""
+        if not self._constrained():
+            return super().structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+        start = events.LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args)
+        dispatcher.event(start)
+        messages, kwargs = self._structured_input(output_cls, prompt, llm_kwargs, prompt_args)
+        result = parse_structured(output_cls, self.chat(messages, **kwargs))
+        dispatcher.event(events.LLMStructuredPredictEndEvent(output=result))
+        return result
+
+    @dispatcher.span
+    async def astructured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """`structured_predict` without blocking the event loop."""
+        if not self._constrained():
+            return await super().astructured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+        start = events.LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args)
+        dispatcher.event(start)
+        messages, kwargs = self._structured_input(output_cls, prompt, llm_kwargs, prompt_args)
+        result = parse_structured(output_cls, await self.achat(messages, **kwargs))
+        dispatcher.event(events.LLMStructuredPredictEndEvent(output=result))
+        return result
+
+    def _structured_stream_call(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Any:
+        """Partial objects as segments arrive (LlamaIndex's incremental parser), the last one parsed whole."""
+        if not self._constrained():
+            yield from super()._structured_stream_call(output_cls, prompt, llm_kwargs, **prompt_args)
+            return
+        from llama_index.core.program.streaming_utils import process_streaming_content_incremental
+
+        messages, kwargs = self._structured_input(output_cls, prompt, llm_kwargs, prompt_args)
+        current = None
+        for response in self.stream_chat(messages, **kwargs):
+            final = "finish_reason" in response.raw
+            current = (
+                parse_structured(output_cls, response)
+                if final
+                else process_streaming_content_incremental(response, output_cls, current)
+            )
+            yield current
+
+    async def _structured_astream_call(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Any:
+        if not self._constrained():
+            return await super()._structured_astream_call(output_cls, prompt, llm_kwargs, **prompt_args)
+        from llama_index.core.program.streaming_utils import process_streaming_content_incremental
+
+        messages, kwargs = self._structured_input(output_cls, prompt, llm_kwargs, prompt_args)
+
+        async def objects() -> Any:
+            current = None
+            async for response in await self.astream_chat(messages, **kwargs):
+                final = "finish_reason" in response.raw
+                current = (
+                    parse_structured(output_cls, response)
+                    if final
+                    else process_streaming_content_incremental(response, output_cls, current)
+                )
+                yield current
+
+        return objects()
+
     # ================================================================== batches (one lockstep batch)
     @dispatcher.span
     def batch_complete(
@@ -293,6 +397,26 @@ class StarsLLM(calls.settings_model("StarsLLMConfigFields"), CustomLLM):  # type
 
 
 # ====================================================================== responses
+#: The finish reason of an answer whose token budget ended before its constraint was complete.
+INCOMPLETE = "constraint_incomplete"
+
+
+class StructuredOutputError(ValueError):
+    """A structured answer that is not a complete `output_cls`: its token budget ended first."""
+
+
+def parse_structured(output_cls: type[Model], response: ChatResponse) -> Model:
+    """The `output_cls` instance of a constrained answer; an answer cut by its token budget is a
+    `StructuredOutputError` that says to raise `max_tokens` (never a silently repaired object)."""
+    text = response.message.content or ""
+    if response.raw.get("finish_reason") == INCOMPLETE:
+        raise StructuredOutputError(
+            f"the answer reached its token budget before the {output_cls.__name__} JSON was complete "
+            f"(finish_reason '{INCOMPLETE}'); raise max_tokens. Text so far: {text!r}"
+        )
+    return output_cls.model_validate_json(text)
+
+
 def _response(chat: bool, text: str, raw: dict[str, Any], delta: str | None = None) -> Any:
     usage = dict(raw.get("usage", {}))
     if chat:
