@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from stars_plugins.decoding import Group, Strategy
 from stars_plugins.decoding.scoring import DecodeContext
 from stars_plugins.decoding.state import Event, FinishEvent, RequestState
 from stars_plugins.errors import EngineError, RewardError
+from stars_plugins.memory import Trimmer
 from stars_plugins.rewards.base import reward_identity
 
 _OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
@@ -116,13 +118,32 @@ class _PolicyLock:
             self._owner = threading.get_ident()
 
 
-_reward_locks: dict[Any, threading.Lock] = {}
+class _CallLock:
+    """The lock that makes a reward object's calls take turns (weakly registered: see below)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+# By reward identity, held only by the groups using that reward: a reward (or a per-call function)
+# that no group uses any more leaves no lock, and no reference to itself, behind.
+_reward_locks: weakref.WeakValueDictionary[Any, _CallLock] = weakref.WeakValueDictionary()
 _reward_locks_guard = threading.Lock()
 
 
-def _reward_lock(reward: Any) -> threading.Lock:
+def _reward_lock(reward: Any) -> _CallLock:
     with _reward_locks_guard:
-        return _reward_locks.setdefault(reward_identity(reward), threading.Lock())
+        key = reward_identity(reward)
+        lock = _reward_locks.get(key)
+        if lock is None:
+            lock = _reward_locks[key] = _CallLock()
+        return lock
 
 
 class _RewardOutsidePolicyLock:
@@ -180,10 +201,17 @@ class Scheduler:
         self._groups: list[_Group] = []
         self._policy_lock = _PolicyLock()
         self._thread: threading.Thread | None = None
+        self.trimmer = Trimmer()  # gives freed memory back to the system when the load drops
         self.rounds = 0  # rounds run so far, all groups together (for tests and monitoring)
 
-    def configure(self, *, max_batch_rows: int | None = None, max_wait: float | None = None) -> None:
+    def configure(
+        self, *, max_batch_rows: int | None = None, max_wait: float | None = None, trim_memory: bool | None = None
+    ) -> None:
+        """`trim_memory=False` stops giving freed memory back to the system when the load drops
+        (see `stars_plugins.memory`; on by default unless STARS_MALLOC_TRIM=0)."""
         with self._condition:
+            if trim_memory is not None:
+                self.trimmer.enabled = trim_memory
             if max_batch_rows is not None:
                 if max_batch_rows < 1:
                     raise ValueError("max_batch_rows must be at least 1")
@@ -249,6 +277,11 @@ class Scheduler:
                 threading.Thread(
                     target=self._run, args=(group,), name=f"stars-group-{self.policy.name}", daemon=True
                 ).start()
+        self.trimmer.observe(self._rows_held())
+
+    def _rows_held(self) -> int:
+        """Rows in groups and waiting for room (engine thread)."""
+        return sum(g.rows for g in self._groups) + sum(r.rows for s in self._pending for r in s.requests)
 
     def _place(self, waiting: list[_Submission]) -> list[_Submission]:
         """Assign waiting requests to idle groups with room for them; return those that must wait."""

@@ -8,12 +8,19 @@ It starts `stars serve` as a child process on a free 127.0.0.1 port, then:
    level after phase 1 once it is idle.
 It reports errors, completeness, accepted tokens/s, latency percentiles and RSS, writes JSON and
 stops the server with SIGTERM (which must drain and exit cleanly).
+
+With `--soak-phases P` it runs a soak test instead: P concurrent phases of `--soak-requests`
+requests each (the clients share them; `--disconnect-fraction` of the clients hang up mid-stream),
+with the server's RSS after every phase, once it is idle. It passes when every phase served its
+requests, the RSS after the last phase is at most `SOAK_TOLERANCE` above the RSS after phase 2, and
+the idle RSS after the run is within `IDLE_TOLERANCE` of the RSS after warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -21,12 +28,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 RSS_TOLERANCE = 0.10  # "back to baseline": within 10 % of the RSS after the first concurrent phase
+SOAK_TOLERANCE = 0.10  # soak: RSS after the last phase vs after phase 2
+IDLE_TOLERANCE = 0.15  # soak: idle RSS after the run vs after warm-up
 
 
 def add_bench_serve_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,6 +60,14 @@ def add_bench_serve_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="with --serve: how many of the requests the sequential baseline sends (default: all)",
     )
+    group.add_argument(
+        "--soak-phases",
+        type=int,
+        default=0,
+        help="with --serve: a soak test of this many concurrent phases (with hang-ups), RSS after each, "
+        "instead of the concurrent / sequential / disconnect phases",
+    )
+    group.add_argument("--soak-requests", type=int, default=200, help="with --soak-phases: requests per phase")
 
 
 @dataclass
@@ -277,6 +295,10 @@ def _server_args(args: argparse.Namespace) -> list[str]:
             extra += [f"--{option}", getattr(args, option)]
     if args.target_reward is not None:
         extra += ["--target-reward", str(args.target_reward)]
+    if getattr(args, "malloc_arena_max", None) is not None:
+        extra += ["--malloc-arena-max", str(args.malloc_arena_max)]
+    if getattr(args, "no_malloc_trim", False):
+        extra.append("--no-malloc-trim")
     return extra
 
 
@@ -284,6 +306,8 @@ def bench_serve_command(args: argparse.Namespace) -> int:
     from stars_plugins.benchmarks.strategies import builtin_prompts, load_prompt_file
 
     prompts = (load_prompt_file(args.prompts) if args.prompts else builtin_prompts())[: args.num_prompts]
+    if args.soak_phases:
+        return bench_soak_command(args, prompts)
     clients, per_client = args.clients, args.requests_per_client
     bodies = [
         [
@@ -364,6 +388,141 @@ def bench_serve_command(args: argparse.Namespace) -> int:
     return 1 if failures or not report["rss_back_to_baseline"] or exit_code != 0 else 0
 
 
+# ---------------------------------------------------------------------------- soak mode
+class PeakRSS:
+    """The highest RSS of a process while the block runs, sampled every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        self.pid, self.interval, self.peak = pid, interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, RuntimeError):
+                self.peak = max(self.peak, rss_mib(self.pid))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def soak_bodies(prompts: list[str], clients: int, requests: int, phase: int, max_tokens: int) -> list[list[dict]]:
+    """`requests` bodies dealt round-robin to `clients` (seeds differ from phase to phase)."""
+    bodies: list[list[dict[str, Any]]] = [[] for _ in range(min(clients, requests))]
+    for i in range(requests):
+        seed = phase * requests + i
+        bodies[i % len(bodies)].append(request_body(prompts[seed % len(prompts)], seed=seed, max_tokens=max_tokens))
+    return bodies
+
+
+def bench_soak_command(args: argparse.Namespace, prompts: list[str]) -> int:
+    if args.soak_phases < 2 or args.soak_requests < 1:
+        raise ValueError("--soak-phases must be at least 2 (the run is compared to phase 2) and --soak-requests >= 1")
+    if not prompts:
+        raise ValueError("no prompts to run; check --prompts and --num-prompts")
+    clients = min(args.clients, args.soak_requests)
+    hang_up = set(range(round(clients * args.disconnect_fraction)))
+    output = Path(args.output if args.output != "bench-results/bench.json" else "bench-results/soak.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path = output.with_suffix(".server.log")
+    print(f"starting stars serve on {base_url} (log: {log_path})", file=sys.stderr)
+    process = start_server(_server_args(args), log_path, port)
+    report: dict[str, Any] = {
+        "command": "stars " + " ".join(sys.argv[1:]),
+        "clients": clients,
+        "hanging_up_clients": len(hang_up),
+        "requests_per_phase": args.soak_requests,
+        "max_tokens": args.max_new_tokens,
+        "horizon": args.horizon,
+        "num_candidates": args.candidates,
+        "server_args": _server_args(args),
+    }
+    phases: list[Phase] = []
+    rss: dict[str, Any] = {"per_phase": [], "peak_per_phase": []}
+    try:
+        wait_healthy(base_url, process)
+        asyncio.run(run_sequential(base_url, [request_body(prompts[0], 0, args.max_new_tokens)] * 2))  # warm-up
+        wait_idle(base_url)
+        rss["after_warmup"] = rss_mib(process.pid)
+        for phase in range(1, args.soak_phases + 1):
+            bodies = soak_bodies(prompts, clients, args.soak_requests, phase, args.max_new_tokens)
+            with PeakRSS(process.pid) as peak:
+                run = asyncio.run(run_concurrent(base_url, bodies, hang_up))
+            rss["peak_per_phase"].append(peak.peak)
+            run.name = f"soak {phase}"
+            phases.append(run)
+            health = wait_idle(base_url)
+            rss["per_phase"].append(rss_mib(process.pid))
+            s = run.summary()
+            print(
+                f"phase {phase}/{args.soak_phases}: {s['requests']} requests, {s['disconnected']} hung up, "
+                f"{s['errors']} errors, {s['wall_seconds']} s; RSS {rss['per_phase'][-1]} MiB "
+                f"(peak {rss['peak_per_phase'][-1]})",
+                file=sys.stderr,
+                flush=True,
+            )
+        time.sleep(2.0)
+        rss["idle_end"] = rss_mib(process.pid)
+    finally:
+        exit_code = stop_server(process, grace=30)
+    summaries = [p.summary() for p in phases]
+    second, last = rss["per_phase"][1], rss["per_phase"][-1]
+    rows = clients * args.candidates
+    report.update(
+        phases=summaries,
+        rss_mib=rss,
+        rows_in_flight=rows,
+        # what one concurrent row costs at the peak, above what the server settles at when idle
+        mib_per_row=round((max(rss["peak_per_phase"]) - rss["idle_end"]) / rows, 1),
+        soak_growth=round((last - second) / second, 4),
+        idle_growth=round((rss["idle_end"] - rss["after_warmup"]) / rss["after_warmup"], 4),
+        server_request_counts=health.get("requests", {}),
+        sigterm_exit_code=exit_code,
+    )
+    report["soak_within_tolerance"] = report["soak_growth"] <= SOAK_TOLERANCE
+    report["idle_within_tolerance"] = abs(report["idle_growth"]) <= IDLE_TOLERANCE
+    output.write_text(json.dumps(report, indent=2))
+    print(soak_table(report))
+    print(f"\nwrote {output}")
+    failures = [s for s in summaries if s["errors"] or s["complete"] != s["expected_complete"]]
+    passed = report["soak_within_tolerance"] and report["idle_within_tolerance"]
+    return 1 if failures or not passed or exit_code != 0 else 0
+
+
+def soak_table(report: dict[str, Any]) -> str:
+    rss = report["rss_mib"]
+    lines = [
+        "| phase | requests | hung up | errors | complete | tokens/s | latency p50 / p95 s | peak RSS MiB "
+        "| RSS after, idle MiB |",
+        "|" + "---|" * 9,
+    ]
+    for s, peak, mib in zip(report["phases"], rss["peak_per_phase"], rss["per_phase"], strict=True):
+        lines.append(
+            f"| {s['phase']} | {s['requests']} | {s['disconnected']} | {s['errors']} | "
+            f"{s['complete']}/{s['expected_complete']} | {s['tokens_per_second']} | "
+            f"{s['latency_p50']} / {s['latency_p95']} | {peak} | {mib} |"
+        )
+    lines += [
+        "",
+        f"server RSS MiB: after warm-up {rss['after_warmup']}, after phase 2 {rss['per_phase'][1]}, after the last "
+        f"phase {rss['per_phase'][-1]} ({report['soak_growth']:+.1%} vs phase 2; within {SOAK_TOLERANCE:.0%}: "
+        f"{report['soak_within_tolerance']}), idle after the run {rss['idle_end']} ({report['idle_growth']:+.1%} "
+        f"vs warm-up; within {IDLE_TOLERANCE:.0%}: {report['idle_within_tolerance']})",
+        f"memory per concurrent row: {report['mib_per_row']} MiB (highest peak minus idle RSS, "
+        f"{report['rows_in_flight']} rows = clients x candidates)",
+        f"server request counts: {report['server_request_counts']}; SIGTERM exit code: {report['sigterm_exit_code']}",
+    ]
+    return "\n".join(lines)
+
+
 def serve_table(report: dict[str, Any]) -> str:
     head = (
         "| phase | requests | hung up | errors | complete | accepted tokens | wall s | tokens/s "
@@ -389,4 +548,12 @@ def serve_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Outcome", "Phase", "add_bench_serve_arguments", "bench_serve_command", "stream_request"]
+__all__ = [
+    "Outcome",
+    "Phase",
+    "add_bench_serve_arguments",
+    "bench_serve_command",
+    "bench_soak_command",
+    "soak_bodies",
+    "stream_request",
+]

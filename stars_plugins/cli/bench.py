@@ -24,6 +24,10 @@ def run(args: argparse.Namespace) -> int:
         from stars_plugins.benchmarks.serve_load import bench_serve_command
 
         return bench_serve_command(args)
+    if args.memory:
+        from stars_plugins.benchmarks.memory_loop import bench_memory_command
+
+        return bench_memory_command(args)
     from stars_plugins.benchmarks.strategies import builtin_prompts, effective_batch_sizes, load_prompt_file, run_bench
 
     constraint = constraint_from_args(args)  # a bad constraint is reported before any model loads
@@ -186,6 +190,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="with --structured: the first N prompts only; with --tools: N tasks spread evenly over the file",
     )
     add_constraint_options(p)
+    from stars_plugins.benchmarks.memory_loop import add_bench_memory_arguments
     from stars_plugins.benchmarks.serve_load import add_bench_serve_arguments
 
     add_bench_serve_arguments(p)
+    add_bench_memory_arguments(p)

@@ -14,6 +14,7 @@ from stars_plugins.cli.common import config_from_args, runtime_from_args
 from stars_plugins.server.protocol import ServerLimits
 
 _DEFAULTS = ServerLimits()
+DEFAULT_MALLOC_ARENAS = 2  # measured in docs/server.md, 'Memory'
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -64,6 +65,20 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="on SIGTERM, how long in-flight requests may take to finish",
     )
     group.add_argument("--log-prompts", action="store_true", help="log prompts and outputs (off by default)")
+    memory = p.add_argument_group("memory (see docs/server.md, 'Memory')")
+    memory.add_argument(
+        "--malloc-arena-max",
+        type=int,
+        default=DEFAULT_MALLOC_ARENAS,
+        metavar="N",
+        help=f"cap glibc's malloc arenas at N before anything loads (default {DEFAULT_MALLOC_ARENAS}; 0: glibc's "
+        "default of 8 per core; a MALLOC_ARENA_MAX in the environment wins)",
+    )
+    memory.add_argument(
+        "--no-malloc-trim",
+        action="store_true",
+        help="do not give freed memory back to the system when the load drops (malloc_trim)",
+    )
     group.add_argument("--no-access-log", action="store_true", help="no per-request access log lines")
 
 
@@ -74,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         from stars_plugins.server.app import create_app
     except ImportError as exc:
         raise ValueError(f"stars serve needs FastAPI and uvicorn: pip install 'stars-plugins[serve]' ({exc})") from exc
+    _tune_malloc(args)  # before the models load and the server's threads start
     api_key = _api_key(args.api_key_env)
     if api_key is None and not _is_loopback(args.host):
         print(
@@ -90,13 +106,19 @@ def run(args: argparse.Namespace) -> int:
     )
     runtime = runtime_from_args(args)
     runtime.config = config_from_args(args)  # the defaults a request starts from
-    if args.max_batch_rows is not None:
-        runtime.scheduler.configure(max_batch_rows=args.max_batch_rows)
+    runtime.scheduler.configure(max_batch_rows=args.max_batch_rows, trim_memory=not args.no_malloc_trim)
     if args.log_prompts:
         logger = logging.getLogger("stars_plugins.server")
         logger.setLevel(logging.INFO)
         logger.addHandler(logging.StreamHandler())
-    app = create_app(runtime, model_name=args.model_name, api_key=api_key, limits=limits, log_prompts=args.log_prompts)
+    app = create_app(
+        runtime,
+        model_name=args.model_name,
+        api_key=api_key,
+        limits=limits,
+        log_prompts=args.log_prompts,
+        trim_memory=not args.no_malloc_trim,
+    )
     print(
         f"stars serve: http://{args.host}:{args.port}/v1  model {args.model_name!r} = {runtime.model_name}, "
         f"reward {runtime.reward.name}",
@@ -117,6 +139,17 @@ def run(args: argparse.Namespace) -> int:
     uvicorn.Server(config).run()  # SIGINT/SIGTERM: stop accepting, drain in-flight requests, exit
     print("stars serve: stopped", file=sys.stderr)
     return 0
+
+
+def _tune_malloc(args: argparse.Namespace) -> None:
+    """Fewer malloc arenas (glibc): the memory freed by finished batches is not kept in one pool
+    per thread. A MALLOC_ARENA_MAX the user exported has already applied and is left alone."""
+    if args.malloc_arena_max < 0:
+        raise ValueError(f"--malloc-arena-max must be >= 0 (0: glibc's default), got {args.malloc_arena_max}")
+    if args.malloc_arena_max and "MALLOC_ARENA_MAX" not in os.environ:
+        from stars_plugins.memory import limit_malloc_arenas
+
+        limit_malloc_arenas(args.malloc_arena_max)
 
 
 def _api_key(env_var: str | None) -> str | None:

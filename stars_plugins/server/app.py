@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from stars_plugins.memory import Trimmer, resident_mib
 from stars_plugins.server.choices import ChoiceEvent, run_choices
 from stars_plugins.server.errors import APIError, error_body
 from stars_plugins.server.limits import AdmissionGate, BodySizeLimit, check_api_key
@@ -33,14 +34,30 @@ logger = logging.getLogger("stars_plugins.server")
 class ServerState:
     """What the routes share: the runtime, limits, the admission gate and counters for /health."""
 
-    def __init__(self, runtime: Any, *, model_name: str, api_key: str | None, limits: ServerLimits, log_prompts: bool):
+    def __init__(
+        self,
+        runtime: Any,
+        *,
+        model_name: str,
+        api_key: str | None,
+        limits: ServerLimits,
+        log_prompts: bool,
+        trim_memory: bool | None = None,
+    ):
         self.runtime = runtime
         self.model_name = model_name
         self.api_key = api_key
         self.limits = limits
         self.log_prompts = log_prompts
+        # The server's own per-request objects are freed on the event loop after the scheduler has
+        # finished with them: trim again when no request is left (idle only: a trim blocks the
+        # event loop for tens of milliseconds; the scheduler trims as its rows halve).
+        self.trimmer = Trimmer(enabled=trim_memory, on_halving=False)
         self.gate = AdmissionGate(
-            limits.max_concurrent_requests, limits.max_queued_requests, limits.retry_after_seconds
+            limits.max_concurrent_requests,
+            limits.max_queued_requests,
+            limits.retry_after_seconds,
+            on_change=self.trimmer.observe,
         )
         self.finished: Counter[str] = Counter()  # requests by outcome: completed, failed, disconnected
         self.started = time.time()
@@ -56,11 +73,15 @@ def create_app(
     api_key: str | None = None,
     limits: ServerLimits | None = None,
     log_prompts: bool = False,
+    trim_memory: bool | None = None,
 ) -> FastAPI:
     """An OpenAI-compatible app generating with `runtime` (its default config and reward apply
-    to every request unless the request overrides them)."""
+    to every request unless the request overrides them). `trim_memory` (default: on unless
+    STARS_MALLOC_TRIM=0) gives freed memory back to the system as the load drops."""
     limits = limits or ServerLimits()
-    state = ServerState(runtime, model_name=model_name, api_key=api_key, limits=limits, log_prompts=log_prompts)
+    state = ServerState(
+        runtime, model_name=model_name, api_key=api_key, limits=limits, log_prompts=log_prompts, trim_memory=trim_memory
+    )
     app = FastAPI(title="stars serve", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.stars = state
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
@@ -79,6 +100,7 @@ def create_app(
             "queued_requests": state.gate.queued,
             "scheduler_busy": runtime.scheduler.busy,
             "requests": dict(state.finished),
+            "rss_mib": resident_mib(),
         }
 
     @app.get("/v1/models", dependencies=[Depends(authorized)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,12 +31,19 @@ class AdmissionGate:
     """At most `max_active` requests generate at once, `max_queued` more wait for a slot; a request
     beyond both is refused at once with 429 and a Retry-After header."""
 
-    def __init__(self, max_active: int, max_queued: int, retry_after: int = 1):
+    def __init__(
+        self,
+        max_active: int,
+        max_queued: int,
+        retry_after: int = 1,
+        on_change: Callable[[int], object] | None = None,
+    ):
         if max_active < 1 or max_queued < 0:
             raise ValueError("max_active must be >= 1 and max_queued >= 0")
         self.max_active = max_active
         self.max_queued = max_queued
         self.retry_after = retry_after
+        self.on_change = on_change  # called with active + queued after every admission and release
         self._slots = asyncio.Semaphore(max_active)
         self.active = 0
         self.queued = 0
@@ -64,10 +71,16 @@ class AdmissionGate:
         finally:
             self.queued -= 1
         self.active += 1
+        self._changed()
 
     def release(self) -> None:
         self.active -= 1
         self._slots.release()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.active + self.queued)
 
 
 class BodySizeLimit:

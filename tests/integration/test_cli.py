@@ -129,6 +129,9 @@ def test_demo_runs_plain_sampling_and_stars_side_by_side(capsys):
         (["bench", "--strategies", "stars,nope"], "nope"),
         (["bench", "--batch-sizes", "1,x"], "--batch-sizes"),
         (["bench", "--candidates", "0", "--concurrent"], "num_candidates"),
+        (["bench", "--memory", "--memory-calls", "3"], "--memory-calls"),
+        (["bench", "--memory", "--candidates", "0"], "num_candidates"),
+        (["bench", "--serve", "--soak-phases", "1"], "--soak-phases"),
     ],
 )
 def test_bad_input_is_one_clear_line_before_any_model_loads(argv, message, capsys, no_policy):

@@ -372,3 +372,45 @@ def test_a_lower_candidates_limit_caps_a_server_default_of_adaptive_candidates()
     base = runtime_with(BASE.updated(max_adaptive_candidates=8))
     assert plan_request(chat(), base, ServerLimits(max_candidates=4)).choices[0].config.max_adaptive_candidates == 4
     assert plan_request(chat(), base, ServerLimits()).choices[0].config.max_adaptive_candidates == 8
+
+
+def test_finished_and_hung_up_requests_leave_no_request_state_and_an_idle_server_trims(client):
+    import gc
+    import sys
+    import time
+
+    from stars_plugins.decoding.state import RequestState
+
+    state = client.app.state.stars
+    trims = state.trimmer.trims
+    payload = {"model": "stars", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "seed": 5}
+    for _ in range(2):
+        assert client.post("/v1/chat/completions", json=payload).status_code == 200
+        with client.stream("POST", "/v1/chat/completions", json={**payload, "stream": True, "max_tokens": 24}) as r:
+            next(r.iter_lines())  # hang up after the first chunk
+
+    def requests_alive() -> int:
+        gc.collect()
+        return sum(type(o) is RequestState for o in gc.get_objects())
+
+    # A hung-up stream's tasks finish cancelling on the app's event loop after its slot is free:
+    # wait for that, but a request kept alive by a reference never gets there.
+    deadline = time.monotonic() + 60
+    while (state.gate.active or state.runtime.scheduler.busy or requests_alive()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert requests_alive() == 0
+    if state.trimmer.enabled and sys.platform.startswith("linux"):
+        assert state.trimmer.trims > trims  # the server gave memory back each time it went idle
+        assert client.get("/health").json()["rss_mib"] > 0
+
+
+def test_serve_memory_flags(monkeypatch):
+    from stars_plugins.cli import build_parser
+    from stars_plugins.cli.serve import _tune_malloc
+
+    args = build_parser().parse_args(["serve"])
+    assert (args.malloc_arena_max, args.no_malloc_trim) == (2, False)
+    args = build_parser().parse_args(["serve", "--malloc-arena-max", "-1"])
+    with pytest.raises(ValueError, match="--malloc-arena-max"):
+        _tune_malloc(args)
+    assert build_parser().parse_args(["bench", "--serve", "--soak-phases", "10"]).soak_requests == 200
