@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,14 @@ def add_bench_memory_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def bench_memory_command(args: argparse.Namespace) -> int:
+def bench_memory_command(
+    args: argparse.Namespace,
+    config_from_args: Callable[[argparse.Namespace], Any],
+    runtime_from_args: Callable[[argparse.Namespace], Any],
+) -> int:
+    """The in-process loop. The CLI passes its own builders of the config and the runtime (called
+    here, in this order, after the arena cap: a bad flag fails before the models load)."""
     from stars_plugins.benchmarks.strategies import builtin_prompts, load_prompt_file
-    from stars_plugins.cli.common import config_from_args, runtime_from_args
     from stars_plugins.memory import limit_malloc_arenas
 
     if args.memory_calls < REFERENCE_CALL + 1:

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.memory:
         from stars_plugins.benchmarks.memory_loop import bench_memory_command
 
-        return bench_memory_command(args)
+        return bench_memory_command(args, config_from_args, runtime_from_args)
     from stars_plugins.benchmarks.strategies import builtin_prompts, effective_batch_sizes, load_prompt_file, run_bench
 
     constraint = constraint_from_args(args)  # a bad constraint is reported before any model loads
