@@ -52,6 +52,15 @@ class SegmentedDecoder:
     def requests(self, prepared: Sequence, config: StarsConfig) -> list[RequestState]:
         return [RequestState.create(p, config, self.name, rows=self.candidates(config)) for p in prepared]
 
+    def row_count(self, r: RequestState) -> int:
+        """Rows a request samples its next segment on: `candidates`, doubled for every rejected
+        round in a row up to `max_adaptive_candidates` (see `SegmentedGroup._relayout`)."""
+        base = self.candidates(r.config)
+        rounds = getattr(self.judge, "rejected_rounds", lambda request: 0)(r)
+        if rounds <= 0 or r.config.max_adaptive_candidates <= base:
+            return base
+        return min(base << min(rounds, 16), r.config.max_adaptive_candidates)
+
     def group_key(self, config: StarsConfig) -> tuple[Any, ...]:
         """Requests with equal keys (and the same reward model) can share one lockstep batch."""
         return (self.name, *self.rule.key(config))
@@ -201,7 +210,7 @@ class SegmentedGroup:
                 if row in forced:
                     continue
                 tokens = out.segment(row)
-                candidate = _candidate(policy, r, tokens, bool(out.hit_eos[row]))
+                candidate = candidate_of(policy, r, tokens, bool(out.hit_eos[row]))
                 candidate.row = row
                 candidates.append(candidate)
                 r.stats.sampled_tokens += len(tokens)
@@ -268,14 +277,10 @@ class SegmentedGroup:
         self.owners = owners
 
     def _row_count(self, r: RequestState) -> int:
-        base = self.decoder.candidates(r.config)
-        rounds = getattr(self.decoder.judge, "rejected_rounds", lambda request: 0)(r)
-        if rounds <= 0 or r.config.max_adaptive_candidates <= base:
-            return base
-        return min(base << min(rounds, 16), r.config.max_adaptive_candidates)
+        return self.decoder.row_count(r)
 
 
-def _candidate(policy: PolicyBackend, r: RequestState, tokens: list[int], hit_eos: bool) -> Candidate:
+def candidate_of(policy: PolicyBackend, r: RequestState, tokens: list[int], hit_eos: bool) -> Candidate:
     """A sampled segment as a candidate: EOS dropped, cut at the first stop string, and marked
     finished when it reaches EOS, a stop string or the token budget."""
     ids = tokens[:-1] if hit_eos else tokens
@@ -304,4 +309,4 @@ def _ids_covering(policy: PolicyBackend, prefix: list[int], ids: list[int], char
     return ids
 
 
-__all__ = ["SegmentedDecoder", "SegmentedGroup"]
+__all__ = ["SegmentedDecoder", "SegmentedGroup", "candidate_of"]

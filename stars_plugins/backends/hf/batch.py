@@ -64,6 +64,7 @@ class LockstepBatch:
         self.logits = torch.zeros((0, 0), device=self.device)
         self.start_logits = torch.zeros((0, 0), device=self.device)
         self.segments: list[_RowSegment | None] = []
+        self.live_row_steps = 0  # rows x steps that produced a token (idle rows write masked columns)
         self.sampler = BatchSampler(sampling, self.device)
         if prompts:
             self._prefill(prompts, copies)
@@ -197,6 +198,7 @@ class LockstepBatch:
         else:
             chosen_host = live_host = [[] for _ in range(rows)]
         still, eos_host = live.cpu().tolist(), hit_eos.cpu().tolist()
+        self.live_row_steps += sum(map(sum, live_host))
         for r in decoding:
             s = segments[r]
             s.tokens.extend(t for t, on in zip(chosen_host[r], live_host[r], strict=True) if on)
