@@ -18,13 +18,13 @@ import hashlib
 import itertools
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from stars_plugins.backends.protocol import BoundaryRule, RoundOutput
+from stars_plugins.backends.protocol import BoundaryRule, RoundOutput, SegmentDone
 from stars_plugins.backends.remote.detect import Replica
 from stars_plugins.backends.remote.protocol import SegmentRequest, SegmentResult
 from stars_plugins.backends.remote.transport import HttpTransport
@@ -60,6 +60,10 @@ class _Row:
     affinity: int  # which replica serves this row
     at_length: int = -1  # prefix length of the last sampled segment ...
     attempt: int = 0  # ... and how many times this row has sampled from it
+    start: int = -1  # prefix length where the current segment began (per-row clock)
+    future: Future | None = None  # the current segment's request, in flight
+    rule: BoundaryRule | None = None  # cuts the current segment when it comes back (CARDS)
+    ready: SegmentDone | None = None  # a finished segment not reported yet
 
 
 class RemotePolicy(TokenizerSide):
@@ -71,6 +75,8 @@ class RemotePolicy(TokenizerSide):
     # Entropy boundaries (CARDS) from the top logprobs the engine returns with each token: see
     # `cut_at_boundary`. The entropy is an estimate, so boundaries can differ from in process.
     supports_boundary = True
+    # Each row's segment request is sent when its previous segment was judged (per-row futures).
+    per_row_clocks = True
 
     def __init__(
         self,
@@ -127,6 +133,10 @@ class RemotePolicy(TokenizerSide):
         if errors:
             raise _summary(errors, len(answers), self.engine)
         return answers  # type: ignore[return-value]
+
+    def submit(self, request: SegmentRequest, affinity: int) -> Future:
+        """Send one segment request without waiting for it."""
+        return self._pool.submit(self._one, self.replicas[affinity % len(self.replicas)], request)
 
     def generate_each(
         self, requests: Sequence[SegmentRequest], affinities: Sequence[int]
@@ -224,9 +234,60 @@ class RemoteBatch:
             top_logprobs=top_logprobs,
         )
 
-    def rollback(self, rows: Sequence[int], out: RoundOutput) -> None:
+    # ------------------------------------------------------------------ per-row clocks
+    def begin(
+        self,
+        rows: Sequence[int],
+        budgets: Sequence[int],
+        forced: dict[int, Sequence[int]] | None = None,
+        boundaries: dict[int, BoundaryRule] | None = None,
+    ) -> None:
+        """Send a segment request for each of `rows` now; rows in `forced` replay their tokens."""
+        forced, boundaries = forced or {}, boundaries or {}
+        for r, budget in zip(rows, budgets, strict=True):
+            row = self.rows[r]
+            row.start, row.rule, row.future, row.ready = len(row.prefix), None, None, None
+            if r in forced or budget <= 0:
+                tokens = list(forced.get(r, ()))[: max(int(budget), 0)]
+                row.prefix.extend(tokens)
+                row.ready = SegmentDone(-1, tokens)
+                continue
+            row.rule = boundaries.get(r)
+            top_logprobs = BOUNDARY_TOP_LOGPROBS if row.rule is not None else 0
+            row.future = self.policy.submit(self._request(row, int(budget), top_logprobs), row.affinity)
+
+    def advance(self, steps: int) -> list[SegmentDone]:
+        """The segments that came back (waiting for the first one when none has yet)."""
+        flying = [row.future for row in self.rows if row.future is not None]
+        if flying and not any(row.ready is not None for row in self.rows) and not any(f.done() for f in flying):
+            wait(flying, return_when=FIRST_COMPLETED)
+        done = []
+        for r, row in enumerate(self.rows):
+            if row.future is not None and row.future.done():
+                row.ready = self._landed(row)
+            if row.ready is not None:
+                ready, row.ready = row.ready, None
+                done.append(SegmentDone(r, ready.tokens, ready.hit_eos, ready.error))
+        return done
+
+    def _landed(self, row: _Row) -> SegmentDone:
+        future, row.future = row.future, None
+        assert future is not None
+        try:
+            result = future.result()
+        except Exception as exc:  # this row's request failed: its request fails, nobody else's
+            return SegmentDone(-1, [], error=exc)
+        if row.rule is not None:
+            [result] = cut_at_boundary([result], row.rule)
+        row.prefix.extend(result.tokens)
+        return SegmentDone(-1, list(result.tokens), result.hit_eos)
+
+    def rollback(self, rows: Sequence[int], out: RoundOutput | None = None) -> None:
         for r in rows:
-            del self.rows[r].prefix[out.restore[r] :]
+            row = self.rows[r]
+            start = out.restore[r] if out is not None else row.start
+            if start >= 0:
+                del row.prefix[start:]
 
     def select_rows(self, source: Sequence[int]) -> None:
         seen: dict[int, int] = {}
@@ -236,7 +297,10 @@ class RemoteBatch:
             copy = seen.get(int(s), 0)
             seen[int(s)] = copy + 1
             salt = old.salt if copy == 0 else segment_seed(old.salt, copy, 0, 0, 0)
-            new_rows.append(_Row(list(old.prefix), old.sampling, salt, old.affinity, old.at_length, old.attempt))
+            new = _Row(list(old.prefix), old.sampling, salt, old.affinity, old.at_length, old.attempt, old.start)
+            if copy == 0:  # a row mid-segment keeps its request in flight
+                new.future, new.rule, new.ready = old.future, old.rule, old.ready
+            new_rows.append(new)
         self.rows = new_rows
 
     def merge(self, other: Any) -> None:
