@@ -41,8 +41,9 @@ def mixed_work(
     ]
 
 
-def uniform_work(work: Work, horizon: int, reward: str) -> Work:
-    return [(p, c.updated(horizon=horizon), reward) for p, c, _ in work]
+def uniform_work(work: Work, horizon: int, reward: str | None) -> Work:
+    """The same callers with one horizon, and one reward (None: each keeps its own)."""
+    return [(p, c.updated(horizon=horizon), reward or own) for p, c, own in work]
 
 
 def run_callers(runtime: StarsRuntime, work: Work, *, concurrent: bool = True) -> dict[str, Any]:
@@ -144,12 +145,16 @@ def run_mixed(
         record(
             f"uniform K={uniform_horizon} {reward}", run_callers(runtime, uniform_work(work, uniform_horizon, reward))
         )
+    if len(rewards) > 1:  # one horizon, the mixed rewards: what mixing horizons alone costs
+        record(f"K={uniform_horizon}, mixed rewards", run_callers(runtime, uniform_work(work, uniform_horizon, None)))
     for heartbeat in heartbeats:
         with _scheduler(runtime, heartbeat=heartbeat):
             record(f"mixed heartbeat={heartbeat}", run_callers(runtime, work))
     if grouped:
         with _grouped(runtime):
-            record("mixed, grouped (one batch per horizon and reward)", run_callers(runtime, work))
+            grouped_run = run_callers(runtime, work)
+        grouped_run.update(heartbeats=None, reward_calls=None, idle_row_fraction=None)  # not counted there
+        record("mixed, grouped (one batch per horizon and reward)", grouped_run)
     record("mixed, one after another", run_callers(runtime, work, concurrent=False))
 
     mixed = runs[f"mixed heartbeat={heartbeats[0]}"]
@@ -165,6 +170,10 @@ def run_mixed(
         "config": base.model_dump(include={"num_candidates", "max_new_tokens", "temperature", "top_k"}),
         "runs": {name: {k: v for k, v in r.items() if k != "token_ids"} for name, r in runs.items()},
         "mixed_vs_uniform": round(mixed["tokens_per_second"] / best_uniform["tokens_per_second"], 3),
+        "mixed_vs_uniform_per_reward": {
+            reward: round(mixed["tokens_per_second"] / u["tokens_per_second"], 3)
+            for reward, u in zip(rewards, uniform, strict=True)
+        },
         "mixed_vs_sequential": round(mixed["tokens_per_second"] / sequential["tokens_per_second"], 3),
         "p95_over_p50": round(mixed["latency_p95"] / max(mixed["latency_p50"], 1e-9), 3),
         "same_tokens_in_every_mixed_run": same,
@@ -178,9 +187,11 @@ def mixed_table(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in report["runs"].items():
+        idle = "-" if r["idle_row_fraction"] is None else f"{r['idle_row_fraction']:.1%}"
+        counts = ["-" if r[k] is None else str(r[k]) for k in ("heartbeats", "reward_calls")]
         rows.append(
             f"| {name} | {r['tokens_per_second']:.1f} | {r['wall_seconds']:.1f} | {r['latency_p50']:.2f} "
-            f"| {r['latency_p95']:.2f} | {r['heartbeats']} | {r['reward_calls']} | {r['idle_row_fraction']:.1%} |"
+            f"| {r['latency_p95']:.2f} | {counts[0]} | {counts[1]} | {idle} |"
         )
     return "\n".join(rows)
 
