@@ -2,7 +2,7 @@
 the shipped data, and how far scores move when only the group named changes.
 
 `python -m reward_training` reports these for the head it trains (and stores them in the head's
-metadata); tests/test_heldout_categories.py runs them on the shipped head and fails below a threshold.
+metadata); tests/integration/test_heldout_categories.py runs them on the shipped head and fails below a threshold.
 
 A check is the share of held-out pairs whose chosen response scores above the rejected one, on full
 responses (STARS scores prefixes too; prefix accuracy is reported beside it). Thresholds are those

@@ -10,6 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 
 from stars_plugins import StarsRuntime
+from tests.helpers.tiny_models import TINY_ARCHITECTURES, build_tiny_model
 
 #: Fixtures that load the embedded policy: a test using one is marked `slow` automatically.
 POLICY_FIXTURES = {"runtime", "policy", "tiny_model_dirs"}
@@ -30,36 +31,6 @@ def runtime() -> StarsRuntime:
 @pytest.fixture(scope="session")
 def policy(runtime: StarsRuntime):
     return runtime.policy
-
-
-TINY_ARCHITECTURES = ("llama", "qwen2", "gpt2")
-
-
-def build_tiny_model(arch: str, folder, tokenizer, *, seed: int = 0) -> None:
-    """Save a tiny random causal LM of `arch` with the embedded tokenizer to `folder`."""
-    import torch
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, Qwen2Config
-
-    ids = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
-    vocab = len(tokenizer)
-    if arch == "gpt2":
-        config = GPT2Config(vocab_size=vocab, n_positions=256, n_embd=32, n_layer=2, n_head=4, **ids)
-    else:
-        cls = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch]
-        config = cls(
-            vocab_size=vocab,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-            **ids,
-        )
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
 
 
 @pytest.fixture(scope="session")

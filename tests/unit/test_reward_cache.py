@@ -12,7 +12,7 @@ import torch
 from stars_plugins.rewards.causal import CausalLMReward, supports_prefix_cache
 from stars_plugins.rewards.classifier import ClassifierReward
 from stars_plugins.rewards.registry import load_classifier_reward
-from tests.test_sampling import build_tiny_runtime, tiny_tokenizer
+from tests.helpers.tiny_models import build_tiny_runtime, tiny_tokenizer
 
 CHAT = "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}</s>\n{% endfor %}"
 TEXT = (

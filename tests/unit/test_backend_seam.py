@@ -4,12 +4,12 @@ runtime and the scheduler, so nothing above the seam depends on the transformers
 from __future__ import annotations
 
 import pytest
-from toy_backend import ToyBackend, ToyBatch
 
 from stars_plugins import StarsConfig, StarsRuntime
 from stars_plugins.backends.protocol import PolicyBackend, PolicyBatch
 from stars_plugins.errors import ConfigError
 from stars_plugins.rewards.base import CallableReward
+from tests.helpers.toy_backend import ToyBackend, ToyBatch
 
 
 def vowels(prompts, responses):

@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from toy_backend import ToyBackend
 
 from stars_plugins import StarsConfig, StarsRuntime
 from stars_plugins.rewards.base import CallableReward
+from tests.helpers.tiny_models import build_tiny_runtime
+from tests.helpers.toy_backend import ToyBackend
 
 
 class ScriptedReward:
@@ -88,11 +89,11 @@ def test_the_forced_best_after_max_rejections_still_counts_candidates_like_seque
     assert first.forced and first.rejections == 5  # stopped at the 5th candidate, as 5 rounds of 1 would
 
 
-def test_widened_seeded_requests_give_the_same_result_alone_and_sharing_a_batch(tiny_model_dirs):
+def test_widened_seeded_requests_give_the_same_result_alone_and_sharing_a_batch(tmp_path):
     """The row count follows the request's own rejections only, so batching leaves results alone."""
     import threading
 
-    runtime = StarsRuntime.from_pretrained(tiny_model_dirs["llama"])
+    runtime = build_tiny_runtime(tmp_path)
     runtime.scheduler.configure(max_batch_rows=64, max_wait=0.05)
     sizes: list[int] = []
     prompts_seen: list[int] = []

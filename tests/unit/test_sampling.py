@@ -8,30 +8,7 @@ import torch
 
 from stars_plugins import StarsConfig, StarsRuntime
 from stars_plugins.backends.sampling import BatchSampler, RowSampling, splitmix64, splitmix64_reference
-
-CORPUS = [
-    "the quick brown fox jumps over the lazy dog",
-    "count with me: one two three four five six seven eight nine ten",
-    "a much longer prompt with quite a few more words in it, and punctuation!",
-    "hello there, how are you today? I am fine, thank you.",
-]
-
-
-def tiny_tokenizer(vocab_size: int = 300):
-    """A real byte-level BPE tokenizer trained in a few milliseconds (no download, no embedded policy)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(CORPUS * 4, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+from tests.helpers.tiny_models import build_tiny_runtime
 
 
 def reference_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
@@ -188,32 +165,6 @@ def test_rows_that_sit_out_a_step_do_not_advance():
 
 
 # ---------------------------------------------------------------- end to end, tiny model from a config
-def build_tiny_runtime(folder) -> StarsRuntime:
-    """A 2-layer Llama built from a config over `tiny_tokenizer()`, saved to `folder`, loaded by path."""
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    tokenizer = tiny_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    with torch.no_grad():  # sharper logits than the random init, so that EOS and truncation matter
-        model.lm_head.weight.mul_(40)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return StarsRuntime.from_pretrained(str(folder))
-
-
 @pytest.fixture(scope="module")
 def tiny_runtime(tmp_path_factory) -> StarsRuntime:
     return build_tiny_runtime(tmp_path_factory.mktemp("tiny-llama-bpe"))

@@ -1,8 +1,7 @@
-"""`stars eval`: refusal detection, prompt sets, and a tiny end-to-end run of all four strategies."""
+"""`stars eval` without a model: refusal detection, prompt sets, budgets, argument checks (the end-to-end
+run is tests/integration/test_eval_command.py)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
@@ -10,12 +9,10 @@ from reward_training.train import load_pairs
 from stars_plugins.benchmarks.evaluation import (
     AREAS,
     REFUSAL_PHRASES,
-    area_table,
     first_per_area,
     first_per_kind,
     is_refusal,
     load_eval_prompts,
-    markdown_table,
     matched_best_of_n,
     prompt_word_recall,
     refusal_phrases_in,
@@ -157,63 +154,6 @@ def test_best_of_n_budget_matches_stars() -> None:
     assert matched_best_of_n(64.0, 64) == 1
     assert matched_best_of_n(250.0, 64) == 4
     assert matched_best_of_n(10.0, 64) == 1
-
-
-# ---------------------------------------------------------------------------- end to end
-@pytest.mark.slow
-def test_eval_writes_json_markdown_and_png_for_all_strategies(tmp_path, capsys) -> None:
-    out = tmp_path / "eval"
-    code = main(
-        [
-            "eval",
-            "--areas",
-            "harmful,benign",
-            "--limit",
-            "2",
-            "--max-new-tokens",
-            "8",
-            "--horizon",
-            "4",
-            "--candidates",
-            "2",
-            "--max-rejections",
-            "2",
-            "--output",
-            str(out),
-            "--no-progress",
-            "--seed",
-            "3",
-        ]
-    )
-    assert code == 0
-    report = json.loads((out / "eval.json").read_text())
-    names = [s["strategy"] for s in report["strategies"]]
-    assert names == ["vanilla", "best_of_n", "cards", "stars"]
-    assert report["reward"] == "harmless" and report["prompts"] == {"harmful": 2, "benign": 2}
-    assert report["areas"] == {"harmful": 2, "benign": 2}
-    by = {s["strategy"]: s for s in report["strategies"]}
-    stars = by["stars"]
-    assert (
-        report["best_of_n"]["n"]
-        == by["best_of_n"]["num_candidates"]
-        == matched_best_of_n(stars["sampled_tokens_per_request"], 8)
-    )
-    for s in report["strategies"]:
-        assert s["requests"] == 4 and 0 < s["accepted_tokens"] <= 4 * 8
-        assert s["sampled_tokens"] >= s["accepted_tokens"] and s["tokens_per_second"] > 0
-        assert 0.0 <= s["refusal_rate"] <= 1.0 and 0.0 <= s["over_refusal_rate"] <= 1.0
-        outputs = report["outputs"][s["strategy"]]
-        assert [o["kind"] for o in outputs].count("harmful") == 2
-        assert all(o["refusal"] == is_refusal(o["text"]) for o in outputs)
-        assert all(-1.0 <= o["relevance"] <= 1.0 and 0.0 <= o["prompt_word_recall"] <= 1.0 for o in outputs)
-        assert set(s["by_area"]) == {"harmful", "benign"} and s["by_area"]["benign"]["requests"] == 2
-    assert by["vanilla"]["discarded_tokens"] == 0 and stars["reward_calls"] >= 4
-    table = (out / "eval.md").read_text()
-    assert table == markdown_table(report) + "\n\n" + area_table(report) + "\n"
-    assert area_table(report).count("\n") == 1 + 2 * 4  # header rule, 2 areas x 4 strategies
-    png = (out / "eval.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert "best_of_n: N =" in capsys.readouterr().out
 
 
 def test_eval_rejects_an_unknown_strategy(tmp_path, capsys) -> None:

@@ -6,6 +6,7 @@ two floors); only imports under `if TYPE_CHECKING:` are left out."""
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,8 @@ def _imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
     return [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom) and id(n) not in skipped]
 
 
-def import_graph() -> dict[str, set[str]]:
+@functools.cache  # parses every module: once per run, not once per assertion
+def _parsed_import_graph() -> dict[str, frozenset[str]]:
     modules = module_names()
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
@@ -57,10 +59,14 @@ def import_graph() -> dict[str, set[str]]:
                     dependency = ".".join(parts[:i])
                     if dependency in modules and dependency != name and dependency not in ancestors:
                         graph[name].add(dependency)
-    return graph
+    return {name: frozenset(deps) for name, deps in graph.items()}
 
 
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+def import_graph() -> dict[str, frozenset[str]]:
+    return dict(_parsed_import_graph())
+
+
+def find_cycle(graph: dict[str, frozenset[str]] | dict[str, set[str]]) -> list[str] | None:
     state: dict[str, int] = {}
     stack: list[str] = []
 

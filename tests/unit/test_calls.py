@@ -1,6 +1,7 @@
 """The call surface the adapters share (`stars_plugins.calls`) and streams that stop when left.
 
-Unit tests on fake jobs and plain objects; the few that generate are marked slow.
+Unit tests on fake jobs, plain objects and a toy backend; the ones that generate on the embedded policy
+are in tests/integration/test_calls_runtime.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import pytest
 from stars_plugins import (
     ConfigError,
     GenerationResult,
-    PromptTooLongError,
     Segment,
     StarsConfig,
     StarsRuntime,
@@ -217,36 +217,6 @@ async def test_async_closing_iterator_closes_its_source_when_a_loop_is_left() ->
     assert closed == ["closed"]
 
 
-# ---------------------------------------------------------------------- on the embedded policy
-@pytest.mark.slow
-async def test_runtime_streams_cancel_when_a_loop_over_them_is_left(runtime: StarsRuntime) -> None:
-    budget = {"max_new_tokens": 48, "horizon": 4, "max_rejections": 0, "seed": 1}
-    stream = runtime.stream(PROMPT, **budget)
-    for _segment in stream:
-        break
-    astream = runtime.astream(PROMPT, **budget)
-    async for _segment in astream:
-        break
-    for held in (stream, astream):
-        (request,) = held.job.requests  # type: ignore[union-attr]
-        for _ in range(1200):  # wait (bounded) for the engine to reach the round boundary
-            if request.done:
-                break
-            await asyncio.sleep(0.05)
-        assert request.finish_reason == "cancelled" and request.stats.accepted_tokens < 48
-    assert runtime.generate([PROMPT], max_new_tokens=4)[0].text.strip()  # still ready
-
-
-@pytest.mark.slow
-def test_context_window_below_the_model_is_checked_on_the_prepared_prompt(runtime: StarsRuntime) -> None:
-    call = calls.prepare_call(runtime, {"max_new_tokens": 16}, {}, owner="X", context_window=64)
-    with pytest.raises(PromptTooLongError, match="context window is 64 tokens") as raised:
-        call.generate(["word " * 60])
-    prepared = runtime.policy.render("word " * 60, call.config)[0]
-    assert raised.value.prompt_tokens == len(prepared) and raised.value.limit == 64
-    assert calls.prepare_call(runtime, {"max_new_tokens": 4}, {}, owner="X", context_window=64).generate(["Hi"])
-
-
 # ---------------------------------------------------------------------- both adapters
 def test_both_adapters_reach_every_setting_with_the_same_error_text() -> None:
     langchain = pytest.importorskip("langchain_stars")
@@ -297,7 +267,7 @@ def test_a_server_takes_built_in_reward_names_only() -> None:
 
 
 def test_the_runtime_offers_what_adapters_count_with(tmp_path) -> None:
-    from toy_backend import ToyBackend
+    from tests.helpers.toy_backend import ToyBackend
 
     runtime = StarsRuntime(ToyBackend(), CallableReward(lambda p, r: [0.0] * len(r)))
     assert calls.text_token_ids(runtime, "abc") == [0, 1, 2] == runtime.token_ids("abc")

@@ -8,7 +8,7 @@ from pathlib import Path
 from stars_plugins import StarsConfig
 from stars_plugins.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_config_field_is_in_the_configuration_reference():

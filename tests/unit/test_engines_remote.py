@@ -292,7 +292,19 @@ def test_prompts_spread_over_replicas_and_each_keeps_its_replica():
 
 
 def test_seed_helpers():
-    assert segment_seed(1, 0, 0, 10, 0) == segment_seed(1, 0, 0, 10, 0)
+    # Pinned values: a seeded request must draw the same segments in every process and release, so a
+    # change to the derivation (hash, field order, mask) has to show up here.
+    pinned = {
+        (1, 0, 0, 10, 0): 17480039,
+        (1, 0, 0, 10, 1): 1258829598,
+        (2, 0, 0, 10, 0): 935125240,
+        (1, 1, 0, 10, 0): 1834403668,  # stream 1, salt 0 ...
+        (1, 0, 1, 10, 0): 280679301,  # ... differs from stream 0, salt 1
+        (1, 0, 0, 11, 0): 1863601850,
+        (0, 0, 0, 0, 0): 598732073,
+    }
+    assert {args: segment_seed(*args) for args in pinned} == pinned
+    assert segment_seed(2**40, 3, 4, 5, 6) == 112546050
     assert len({segment_seed(1, 0, 0, 10, a) for a in range(50)}) == 50
     assert 0 <= segment_seed(2**40, 3, 4, 5, 6) < 2**31
     assert row_seed(rows(1, seed=123)[0])[0] == 123
