@@ -168,7 +168,11 @@ def run_mixed(
         "horizons": list(horizons),
         "rewards": list(rewards),
         "config": base.model_dump(include={"num_candidates", "max_new_tokens", "temperature", "top_k"}),
-        "runs": {name: {k: v for k, v in r.items() if k != "token_ids"} for name, r in runs.items()},
+        "runs": {
+            name: {k: v for k, v in r.items() if k != "token_ids"}
+            | {"same_tokens_as_one_after_another": r["token_ids"] == sequential["token_ids"]}
+            for name, r in runs.items()
+        },
         "mixed_vs_uniform": round(mixed["tokens_per_second"] / best_uniform["tokens_per_second"], 3),
         "mixed_vs_uniform_per_reward": {
             reward: round(mixed["tokens_per_second"] / u["tokens_per_second"], 3)
