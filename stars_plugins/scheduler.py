@@ -413,7 +413,9 @@ class Scheduler:
             try:
                 events += group.state.step()
             except _OOM_ERRORS as exc:
-                return _Outcome(events, stepped=True, retry=group.state.evict(), error=exc)
+                retry = group.state.evict()
+                events += getattr(group.state, "evicted_events", [])
+                return _Outcome(events, stepped=True, retry=retry, error=exc)
             except BaseException as exc:  # one group's failure must not stop the engine
                 events += group.state.fail_all(_as_exception(exc))
             return _Outcome(events, stepped=True)

@@ -30,7 +30,6 @@ and idle rows draw nothing, so a seeded request's output does not depend on what
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -164,7 +163,7 @@ class SharedBatch:
         self.workers: dict[Any, _RewardWorker] = {}
         self.clock = 0  # decode steps run so far
         self.advance_seconds = 0.0  # how long the last advance took (for the waiting rule)
-        self._lock = threading.Lock()
+        self.evicted_events: list[Event] = []  # events of verdicts applied while evicting
 
     # ------------------------------------------------------------------ group protocol
     @property
@@ -257,8 +256,10 @@ class SharedBatch:
         return events
 
     def evict(self) -> list[RequestState]:
-        """Empty the batch, keeping every request's accepted state (to re-admit it elsewhere)."""
+        """Empty the batch, keeping every request's accepted state (to re-admit it elsewhere):
+        outstanding verdicts are applied first (their events wait in `evicted_events`)."""
         self._drain()
+        self.evicted_events = self._settle_without_batch()
         requests = [r for r in self.requests if not r.done]
         self._release(self.requests)
         self._clear()
@@ -391,6 +392,32 @@ class SharedBatch:
             with self.released():
                 wait([p.future for p in self.pending])
         self._collect()
+
+    def _settle_without_batch(self) -> list[Event]:
+        """Apply the verdicts to the requests only (the batch is being dropped): accepted segments
+        join their request's tokens, rejected ones are simply not kept."""
+        events: list[Event] = []
+        for j in self.jobs:
+            if j.verdict is None:
+                continue
+            (candidates, decision), j.verdict = j.verdict, None
+            r = j.request
+            if not r.done:
+                r.rows = j.decoder.row_count(r)
+                if decision.candidate is not None:
+                    segment = r.accept(
+                        decision.candidate,
+                        threshold=decision.threshold,
+                        forced=decision.forced,
+                        rejections=decision.rejections,
+                    )
+                    if j.parent is None:
+                        events.append(SegmentEvent(r, segment))
+            for c in candidates:
+                c.row = -1
+            if r.done and j.parent is None:
+                events.append(FinishEvent(r, r.result()))
+        return events
 
     # ------------------------------------------------------------------ segments
     def _rows_of(self, job: _Job) -> list[int]:
