@@ -7,9 +7,11 @@ results = rt.generate(["How do I ...?"], StarsConfig(horizon=16, num_candidates=
 
 from stars_plugins.backends import HFPolicy, load_policy
 from stars_plugins.config import StarsConfig
+from stars_plugins.constraints import Constraint
 from stars_plugins.decoding import available_strategies, register_strategy
 from stars_plugins.errors import (
     ConfigError,
+    ConstraintError,
     ModelNotFoundError,
     PromptError,
     PromptTooLongError,
@@ -36,6 +38,8 @@ __all__ = [
     "CallableReward",
     "ClassifierReward",
     "ConfigError",
+    "Constraint",
+    "ConstraintError",
     "GenerationResult",
     "GenerationStats",
     "GenerationStream",

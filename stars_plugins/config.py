@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stars_plugins.constraints.spec import Constraint
 from stars_plugins.errors import ConfigError, UnknownStrategyError
 from stars_plugins.text import check_text
 
@@ -160,6 +161,13 @@ class StarsConfig(BaseModel):
     system_prompt: str | None = Field(None, description="System message used with the chat template.")
     truncate_prompt: bool = Field(False, description="Keep the last tokens of an over-long prompt instead of raising.")
 
+    # --- structured output --------------------------------------------------------------------
+    constraint: Constraint | None = Field(
+        None,
+        description="Structured output: a Constraint (JSON Schema, JSON object, regex, choice, grammar) every "
+        "sampled token must fit; see docs/structured.md.",
+    )
+
     # --- CARDS-style uncertainty segmentation (strategy="cards") ------------------------------
     entropy_threshold: float = Field(
         3.0, gt=0.0, le=50.0, description="A segment ends when next-token entropy (nats) reaches this."
@@ -222,6 +230,20 @@ class StarsConfig(BaseModel):
         for s in value:
             check_text(s, "a stop string")
         return value
+
+    @field_validator("constraint", mode="before")
+    @classmethod
+    def _a_constraint(cls, value: Any) -> Any:
+        if value is None or isinstance(value, Constraint):
+            return value
+        if isinstance(value, Mapping) and "kind" in value:  # a model_dump() of a Constraint, read back
+            fields = dict(value)
+            fields["options"] = tuple(fields.get("options", ()))
+            return Constraint(**fields)
+        raise ValueError(
+            f"must be a Constraint (Constraint.json_schema(...), .json_object(), .regex(...), .choice(...), "
+            f".grammar(...)) or None, got {_type_name(value)}"
+        )
 
     @field_validator("system_prompt")
     @classmethod
@@ -286,7 +308,7 @@ class StarsConfig(BaseModel):
         """A validated copy with `changes` applied (unlike `model_copy`, which skips validation)."""
         if not changes:
             return self
-        return StarsConfig(**{**self.model_dump(), **changes})
+        return StarsConfig(**{**{name: getattr(self, name) for name in type(self).model_fields}, **changes})
 
 
 def _bounds(field: str) -> str:

@@ -62,3 +62,9 @@ class ServingError(StarsError, RuntimeError):
 
 class ServingUnavailableError(ServingError, ConnectionError):
     """A serving engine cannot be reached (refused, reset, timed out, or it answers 503)."""
+
+
+class ConstraintError(ConfigError):
+    """A structured-output constraint cannot be used: an invalid JSON Schema, a keyword the grammar
+    engine cannot enforce, a regular expression or grammar that does not parse, an empty choice.
+    Raised when the `Constraint` is built, before any model work."""

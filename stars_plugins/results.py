@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-FinishReason = Literal["eos", "stop", "length", "error", "cancelled"]
+#: Why a request ended. eos: the policy's end-of-sequence token (under a constraint: where the
+#: grammar can end); stop: a stop string, or a constrained output that is complete when the budget
+#: ran out; length: max_new_tokens reached; constraint_incomplete: max_new_tokens reached before
+#: the constrained output was complete (the text is a valid prefix, not a valid answer);
+#: error / cancelled.
+FinishReason = Literal["eos", "stop", "length", "constraint_incomplete", "error", "cancelled"]
 
 
 @dataclass

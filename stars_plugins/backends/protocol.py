@@ -32,6 +32,9 @@ class RoundOutput:
     hit_eos: torch.Tensor  # [R] bool
     restore: Any = None  # backend-private state that `rollback` needs
     errors: dict[int, BaseException] = field(default_factory=dict)
+    #: per row, under a constraint: whether its output after this round is a complete match of
+    #: its grammar (None: no row of the batch is constrained)
+    complete: list[bool] | None = None
 
     def segment(self, row: int) -> list[int]:
         return self.tokens[row, : int(self.lengths[row])].tolist()
@@ -46,6 +49,9 @@ class SegmentDone:
     tokens: list[int]
     hit_eos: bool = False
     error: BaseException | None = None
+    #: under a constraint: whether the row's output after this segment is a complete match of its
+    #: grammar (None: the row's batch has no constrained row)
+    complete: bool | None = None
 
 
 @runtime_checkable

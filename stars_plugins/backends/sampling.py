@@ -12,6 +12,13 @@ depend on its request's seed and its own history only, never on what shares the 
 steps the batch ran. Copies of one row (siblings restarting from an accepted candidate) keep
 drawing different numbers: the first copy keeps the source's stream, later copies get new streams
 derived from it, in the order the copies appear (which is the request's own row order).
+
+Constraints (structured output): a row whose `RowSampling.grammar` is set samples only tokens its
+grammar allows. The mask is applied to the logits before temperature, top-k and top-p, and only to
+constrained rows (an unconstrained batch does no mask work at all); the random draw stays the
+row's own, so a seeded constrained row gives the same tokens whatever shares its batch. The grammar
+state (`constraints.GrammarRows`) follows the rows: `observe` after each step, `rollback` for a
+rejected segment, `select` for copies, and `state` to resume elsewhere.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from stars_plugins.constraints.rows import GrammarRows, RowGrammar
+
 
 @dataclass(frozen=True)
 class RowSampling:
@@ -28,7 +37,8 @@ class RowSampling:
 
     `seed` is the request's seed; `stream` the candidate index within the request (rows of one
     request must not draw identical numbers). Draws are reproducible whatever shares the batch.
-    `counter`: draws this stream has already used (to resume a row exactly, see `BatchSampler.state`)."""
+    `counter`: draws this stream has already used (to resume a row exactly, see `BatchSampler.state`).
+    `grammar`: the row's structured-output constraint and the tokens it already accepted, or None."""
 
     temperature: float
     top_k: int
@@ -36,6 +46,7 @@ class RowSampling:
     seed: int
     stream: int = 0
     counter: int = 0
+    grammar: RowGrammar | None = None
 
 
 # splitmix64 constants, as signed int64 (torch has no uint64 arithmetic).
@@ -91,6 +102,7 @@ class BatchSampler:
         self.seed = torch.zeros(0, dtype=torch.long, device=self.device)
         self.stream = torch.zeros(0, dtype=torch.long, device=self.device)
         self.counter = torch.zeros(0, dtype=torch.long, device=self.device)
+        self.grammars: GrammarRows | None = None  # built when the first constrained row arrives
         self.extend(rows)
 
     # ------------------------------------------------------------------ rows
@@ -101,13 +113,43 @@ class BatchSampler:
         self.seed = torch.cat([self.seed, self._longs([_signed(r.seed) for r in rows])])
         self.stream = torch.cat([self.stream, self._longs([_signed(r.stream) for r in rows])])
         self.counter = torch.cat([self.counter, self._longs([r.counter for r in rows])])
+        if self.grammars is not None:
+            self.grammars.extend([r.grammar for r in rows])
+        elif any(r.grammar is not None for r in rows):
+            first = next(r.grammar for r in rows if r.grammar is not None)
+            before = [None] * (len(self.rows) - len(rows))
+            vocab = first.compiled.tokenizer_info.vocab_size
+            self.grammars = GrammarRows([*before, *(r.grammar for r in rows)], vocab, self.device)
         self._refresh()
 
     def state(self) -> list[RowSampling]:
-        """Every row's settings with its current stream and draw counter: `extend`ing a fresh
-        sampler with these continues each row's random numbers exactly (e.g. after an eviction)."""
+        """Every row's settings with its current stream and draw counter (and grammar state):
+        `extend`ing a fresh sampler with these continues each row exactly (e.g. after an eviction)."""
         streams, counters = self.stream.tolist(), self.counter.tolist()
-        return [replace(r, stream=s, counter=c) for r, s, c in zip(self.rows, streams, counters, strict=True)]
+        rows = [replace(r, stream=s, counter=c) for r, s, c in zip(self.rows, streams, counters, strict=True)]
+        if self.grammars is not None:
+            grammars = self.grammars.state([r.grammar for r in rows])
+            rows = [replace(r, grammar=g) for r, g in zip(rows, grammars, strict=True)]
+        return rows
+
+    # ------------------------------------------------------------------ constraint hooks
+    @property
+    def constrained(self) -> bool:
+        return self.grammars is not None and self.grammars.any
+
+    def observe(self, tokens: torch.Tensor, live: torch.Tensor) -> None:
+        """After a step: each live constrained row's grammar accepts its token (sampled or replayed)."""
+        if self.grammars is not None:
+            self.grammars.observe(tokens, live)
+
+    def rollback(self, rows: Sequence[int], counts: Sequence[int]) -> None:
+        """A rejected segment: row rows[k]'s grammar takes back its last counts[k] tokens."""
+        if self.grammars is not None:
+            self.grammars.rollback(rows, counts)
+
+    def complete(self) -> list[bool]:
+        """Per row: whether its constrained output is a complete match (True when unconstrained)."""
+        return [True] * len(self.rows) if self.grammars is None else self.grammars.complete()
 
     def select(self, indices: Sequence[int] | torch.Tensor) -> None:
         """Follow the batch when it copies, drops or reorders rows: row r := old row indices[r].
@@ -129,6 +171,8 @@ class BatchSampler:
             number = self._longs(extra)
             stream = torch.where(number > 0, splitmix64(stream ^ splitmix64(number)), stream)
         self.stream = stream
+        if self.grammars is not None:
+            self.grammars.select(source)
         self._refresh()
 
     def _subset(self, rows: list[int]) -> torch.Tensor | slice | None:
@@ -172,11 +216,36 @@ class BatchSampler:
         self._top_p_k = torch.tensor([rows[i].top_p for i in k_rows], dtype=torch.float32, device=self.device)
         self._top_p_p = torch.tensor([rows[i].top_p for i in p_rows], dtype=torch.float32, device=self.device)
         self._any_top_p_k = any(rows[i].top_p < 1 for i in k_rows)
+        # Constrained rows: top-k rows take their k best *allowed* tokens from a window of their
+        # unmasked top tokens (no pass over the vocabulary, see `_allowed_top_k`); every other
+        # constrained row has its logits masked.
+        constrained = set(self.grammars.constrained) if self.grammars is not None else set()
+        self._windowed = [i for i in k_rows if i in constrained]
+        self._masked = [i for i in sorted(constrained) if i not in set(self._windowed)]
+        self._windowed_index = self._longs(self._windowed)
+        self._windowed_in_k = self._longs([k_rows.index(i) for i in self._windowed])
+        self._windowed_top_k = self._longs([rows[i].top_k for i in self._windowed])
 
     # ------------------------------------------------------------------ sampling
-    def __call__(self, logits: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self, logits: torch.Tensor, draws: torch.Tensor | None = None, *, mask_in_place: bool = False
+    ) -> torch.Tensor:
         """One token per row. `draws` (bool[R]) marks the rows whose token will be used: only their
-        counters advance, so a row's stream never depends on steps it sat out. None means all."""
+        counters advance, so a row's stream never depends on steps it sat out. None means all.
+        Constrained rows sample from their grammar's allowed tokens only; `mask_in_place` lets
+        their mask be written into `logits` (the caller does not need them unmasked). In place,
+        only rows that draw are masked: the others' tokens are not used, and their logits stay
+        as the model gave them (a row idling in a shared batch keeps unmasked logits)."""
+        bitmask = None
+        windowed = False
+        if self.grammars is not None and self.grammars.any:
+            bitmask = self.grammars.fill()
+            windowed = bool(self._windowed) and logits.shape[-1] <= self.grammars.vocab_size
+            masked = self._masked if windowed else self.grammars.constrained
+            if mask_in_place and draws is not None:
+                drawing = draws.tolist()
+                masked = [i for i in masked if drawing[i]]
+            logits = self.grammars.apply(logits, bitmask, masked, in_place=mask_in_place)
         if self.all_greedy:
             return logits.argmax(dim=-1)
         scaled = logits.float()
@@ -190,6 +259,8 @@ class BatchSampler:
             tokens = self._put(tokens, self.full_rows, _inverse_cdf(probs, self._take(u, self.full_rows)))
         if self.k_rows is not None:  # a partial top-k: the k largest, sorted
             values, indices = self._take(scaled, self.k_rows).topk(min(self.k_max, scaled.shape[-1]), dim=-1)
+            if windowed:
+                values, indices = self._allowed_top_k(scaled, bitmask, values, indices)
             picked = _sample_top_k(
                 values, indices, self._take(u, self.k_rows), self._top_k, self._top_p_k, self._any_top_p_k
             )
@@ -205,6 +276,34 @@ class BatchSampler:
         if self.any_greedy:
             tokens = torch.where(self.greedy, logits.argmax(dim=-1), tokens)
         return tokens
+
+    def _allowed_top_k(
+        self, scaled: torch.Tensor, bitmask: torch.Tensor, values: torch.Tensor, indices: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k-path's (values, indices) with each constrained top-k row's k best *allowed*
+        tokens, exactly what a top-k of its masked logits gives: the row's unmasked top tokens in a
+        window of 4k (at least k + 64), the forbidden ones dropped (a bit lookup each), the best k
+        kept in order. A row with fewer than its top_k allowed tokens in the window (a grammar
+        state that allows few tokens) is masked over the whole vocabulary instead."""
+        assert self.grammars is not None
+        width = values.shape[-1]
+        window = min(scaled.shape[-1], max(4 * width, width + 64))
+        top_values, top_indices = scaled.index_select(0, self._windowed_index).topk(window, dim=-1)
+        bits = self.grammars.bitmask_rows(bitmask, self._windowed).to(scaled.device)
+        words = bits.gather(1, top_indices >> 5)
+        allowed = ((words >> (top_indices & 31).to(torch.int32)) & 1).bool()
+        best, order = top_values.masked_fill(~allowed, float("-inf")).topk(width, dim=-1)
+        best_indices = top_indices.gather(1, order)
+        short = allowed.sum(-1) < self._windowed_top_k.clamp(max=width)
+        if bool(short.any()):
+            positions = short.nonzero().flatten()
+            rows = [self._windowed[j] for j in positions.tolist()]
+            full_values, full_indices = self.grammars.masked_rows(scaled, bitmask, rows).topk(width, dim=-1)
+            best = best.index_copy(0, positions, full_values)
+            best_indices = best_indices.index_copy(0, positions, full_indices)
+        values = values.index_copy(0, self._windowed_in_k, best)
+        indices = indices.index_copy(0, self._windowed_in_k, best_indices)
+        return values, indices
 
 
 def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,9 @@
 `--overhead`: a tiny Llama built from a config (so that the engine's own costs, sampler included,
 dominate as they do for a real model on a GPU) with the embedded policy's tokenizer and vocabulary,
 an accept-all reward, STARS against transformers' `generate` on the same left-padded batch, for
-every top-k x top-p combination, side by side in one run.
+every top-k x top-p combination, side by side in one run. With a constraint (`--json-schema FILE`,
+`--regex` ...), STARS also runs with that constraint on every row, and the table adds the
+constrained tokens/s and its ratio to the unconstrained run (the mask's cost, issue 18).
 """
 
 from __future__ import annotations
@@ -106,9 +108,11 @@ def run_overhead(
     vocab_size: int | None = None,
     apply_chat_template: bool = True,
     progress: bool = True,
+    constraint: Any = None,
 ) -> dict[str, Any]:
-    """STARS vs `generate` tokens/s for every (batch size, top_k, top_p), measured alternately.
-    The tokenizer defaults to the embedded policy's (its vocabulary sizes the model)."""
+    """STARS vs `generate` tokens/s for every (batch size, top_k, top_p), measured alternately
+    (and STARS with `constraint` on every row, when given). The tokenizer defaults to the
+    embedded policy's (its vocabulary sizes the model)."""
     from tqdm.auto import tqdm
 
     from stars_plugins.benchmarks.strategies import builtin_prompts
@@ -133,6 +137,8 @@ def run_overhead(
         apply_chat_template=apply_chat_template,
     )
     runtime.generate(prompts[:2], base.updated(max_new_tokens=4))  # warm-up
+    if constraint is not None:  # compiles the grammar once, outside the timings
+        runtime.generate(prompts[:2], base.updated(max_new_tokens=4, constraint=constraint))
     rows = []
     cells = [(b, k, p) for b in batch_sizes for k, p in sampling]
     with tqdm(cells, desc="overhead", disable=not progress, unit="cell") as bar:
@@ -149,6 +155,20 @@ def run_overhead(
             stars_seconds = time.perf_counter() - start
             stars_tokens = sum(r.stats.sampled_tokens for r in results)
             stars_rate, gen_rate = stars_tokens / stars_seconds, gen_tokens / gen_seconds
+            constrained = {}
+            if constraint is not None:
+                _sync(target)
+                start = time.perf_counter()
+                fenced = runtime.generate(batch_prompts, config.updated(constraint=constraint))
+                _sync(target)
+                seconds = time.perf_counter() - start
+                tokens = sum(r.stats.sampled_tokens for r in fenced)
+                constrained = {
+                    "constrained_tokens": tokens,
+                    "constrained_seconds": round(seconds, 3),
+                    "constrained_tokens_per_second": round(tokens / seconds, 1),
+                    "constrained_ratio": round(tokens / seconds / stars_rate, 3),
+                }
             rows.append(
                 {
                     "batch": batch,
@@ -161,6 +181,7 @@ def run_overhead(
                     "generate_seconds": round(gen_seconds, 3),
                     "generate_tokens_per_second": round(gen_rate, 1),
                     "ratio": round(stars_rate / gen_rate, 3),
+                    **constrained,
                 }
             )
     return {
@@ -171,20 +192,31 @@ def run_overhead(
         "horizon": horizon,
         "rows": rows,
         "min_ratio": min(r["ratio"] for r in rows),
+        **(
+            {"constraint": constraint.describe(), "min_constrained_ratio": min(r["constrained_ratio"] for r in rows)}
+            if constraint is not None
+            else {}
+        ),
         "table": overhead_table(rows),
     }
 
 
 def overhead_table(rows: Sequence[dict[str, Any]]) -> str:
-    lines = [
-        "| batch | top_k | top_p | STARS tok/s | generate tok/s | STARS / generate |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    lines += [
-        f"| {r['batch']} | {r['top_k']} | {r['top_p']} | {r['stars_tokens_per_second']:.1f} "
-        f"| {r['generate_tokens_per_second']:.1f} | {r['ratio']:.2f} |"
-        for r in rows
-    ]
+    fenced = bool(rows) and "constrained_ratio" in rows[0]
+    head = "| batch | top_k | top_p | STARS tok/s | generate tok/s | STARS / generate |"
+    rule = "|---:|---:|---:|---:|---:|---:|"
+    if fenced:
+        head += " STARS constrained tok/s | constrained / unconstrained |"
+        rule += "---:|---:|"
+    lines = [head, rule]
+    for r in rows:
+        line = (
+            f"| {r['batch']} | {r['top_k']} | {r['top_p']} | {r['stars_tokens_per_second']:.1f} "
+            f"| {r['generate_tokens_per_second']:.1f} | {r['ratio']:.2f} |"
+        )
+        if fenced:
+            line += f" {r['constrained_tokens_per_second']:.1f} | {r['constrained_ratio']:.2f} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -384,8 +416,9 @@ def reward_cache_table(summary: dict[str, dict[str, Any]], ratio: float) -> str:
 
 
 # ---------------------------------------------------------------------------- CLI
-def run_speed_bench(args: Any) -> int:
-    """`stars bench --overhead` / `--reward-cache`: print the table, write the JSON report."""
+def run_speed_bench(args: Any, constraint: Any = None) -> int:
+    """`stars bench --overhead` / `--reward-cache`: print the table, write the JSON report.
+    `constraint`: with `--overhead`, STARS also runs with it on every row."""
     import json
     from pathlib import Path
 
@@ -393,15 +426,18 @@ def run_speed_bench(args: Any) -> int:
     reports = {}
     if args.overhead:
         reports["overhead"] = run_overhead(
-            sizes or (32, 64),
+            sizes or ((32,) if constraint is not None else (32, 64)),
             max_new_tokens=args.max_new_tokens,
             horizon=args.horizon,
             device=args.device,
             progress=not args.no_progress,
+            constraint=constraint,
         )
         print(reports["overhead"]["table"])
         overhead = reports["overhead"]
         print(f"\nslowest STARS / generate ratio: {overhead['min_ratio']}  ({overhead['device']})")
+        if constraint is not None:
+            print(f"slowest constrained / unconstrained STARS ratio: {overhead['min_constrained_ratio']}")
     if args.reward_cache:
         reports["reward_cache"] = run_reward_cache(
             batch=(sizes or [16])[0],

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from stars_plugins.cli.common import (
+    add_constraint_options,
     config_from_args,
+    constraint_from_args,
     int_list,
     positive_int,
     runtime_from_args,
@@ -24,10 +26,16 @@ def run(args: argparse.Namespace) -> int:
         return bench_serve_command(args)
     from stars_plugins.benchmarks.strategies import builtin_prompts, effective_batch_sizes, load_prompt_file, run_bench
 
+    constraint = constraint_from_args(args)  # a bad constraint is reported before any model loads
+    if args.structured:
+        from stars_plugins.benchmarks.structured import run_structured_command
+
+        base = config_from_args(args)
+        return run_structured_command(args, runtime_from_args(args), base)
     if args.overhead or args.reward_cache:
         from stars_plugins.benchmarks.speed import run_speed_bench
 
-        return run_speed_bench(args)
+        return run_speed_bench(args, constraint)
     prompts = load_prompt_file(args.prompts) if args.prompts else builtin_prompts()
     prompts = prompts[: args.num_prompts]
     if not prompts:
@@ -35,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.score_only:
         return _bench_reward(args, prompts)
     strategies = strategy_list(args.strategies)
-    config = config_from_args(args)
+    config = config_from_args(args, constraint=constraint)
     asked = int_list(args.batch_sizes or "1,16", "--batch-sizes")
     batch_sizes = effective_batch_sizes(asked, len(prompts))
     if batch_sizes != asked:
@@ -170,6 +178,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="reward phase of a causal reward model with and without its prefix cache",
     )
+    p.add_argument(
+        "--structured",
+        action="store_true",
+        help="structured extraction (issue 18): schema-valid rate and field accuracy of plain sampling, "
+        "constrained plain sampling and constrained STARS on the bundled extraction prompts",
+    )
+    p.add_argument("--limit", type=positive_int, default=None, help="with --structured: the first N prompts only")
+    add_constraint_options(p)
     from stars_plugins.benchmarks.serve_load import add_bench_serve_arguments
 
     add_bench_serve_arguments(p)

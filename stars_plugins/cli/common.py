@@ -160,3 +160,39 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
+
+
+def add_constraint_options(p: argparse.ArgumentParser) -> None:
+    """Structured-output flags (at most one): the output must fit this constraint."""
+    group = p.add_argument_group("structured output (one of)").add_mutually_exclusive_group()
+    group.add_argument("--json-schema", metavar="FILE", help="a JSON Schema file: the output is JSON valid under it")
+    group.add_argument("--json-object", action="store_true", help="the output is a JSON object")
+    group.add_argument("--regex", metavar="PATTERN", help="the output matches this regular expression")
+    group.add_argument("--choice", action="append", metavar="TEXT", help="the output is one of these (repeatable)")
+    group.add_argument("--grammar", metavar="FILE", help="an EBNF grammar file (root rule: root)")
+
+
+def constraint_from_args(args: argparse.Namespace) -> Any:
+    """The `Constraint` the flags ask for, or None; a bad file or constraint raises at once
+    (`ConstraintError`, `FileNotFoundError`), before any model loads."""
+    from stars_plugins.constraints import Constraint
+
+    if getattr(args, "json_schema", None):
+        return Constraint.json_schema(_read(args.json_schema, "--json-schema"))
+    if getattr(args, "json_object", False):
+        return Constraint.json_object()
+    if getattr(args, "regex", None):
+        return Constraint.regex(args.regex)
+    if getattr(args, "choice", None):
+        return Constraint.choice(args.choice)
+    if getattr(args, "grammar", None):
+        return Constraint.grammar(_read(args.grammar, "--grammar"))
+    return None
+
+
+def _read(path: str, option: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{option}: no such file: {path}") from None

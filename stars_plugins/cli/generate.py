@@ -7,8 +7,10 @@ import json
 import sys
 
 from stars_plugins.cli.common import (
+    add_constraint_options,
     call_from_args,
     config_from_args,
+    constraint_from_args,
     runtime_from_args,
     stats_line,
 )
@@ -19,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     check_prompt(prompt)  # arguments first: a mistake is reported before the model loads
-    settings = {"strategy": args.strategy, "stop": tuple(args.stop or ())}
+    settings = {"strategy": args.strategy, "stop": tuple(args.stop or ()), "constraint": constraint_from_args(args)}
     config_from_args(args, **settings)
     call = call_from_args(args, runtime_from_args(args), **settings)
     if args.stream and not args.json:
@@ -47,3 +49,4 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop", action="append", help="stop string (repeatable)")
     p.add_argument("--stream", action="store_true", help="print segments as they are accepted")
     p.add_argument("--json", action="store_true", help="print the result with its stats as JSON")
+    add_constraint_options(p)

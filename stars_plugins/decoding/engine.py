@@ -39,11 +39,12 @@ from typing import Any
 
 from stars_plugins.backends.protocol import BoundaryRule, PolicyBackend, PolicyBatch, SegmentDone
 from stars_plugins.decoding.best_of_n import BestOfN, pick_best
-from stars_plugins.decoding.judges import FinalScoreJudge, NoJudge
+from stars_plugins.decoding.judges import FinalScoreJudge, Judge, NoJudge
 from stars_plugins.decoding.rules import FixedHorizon
 from stars_plugins.decoding.scoring import DecodeContext, release
-from stars_plugins.decoding.segmented import SegmentedDecoder, candidate_of
+from stars_plugins.decoding.segmented import SegmentedDecoder, candidate_of, constraint_compiler
 from stars_plugins.decoding.state import Candidate, Event, FinishEvent, RequestState, SegmentEvent, sampling_rows
+from stars_plugins.decoding.validity import ConstraintFilter
 from stars_plugins.errors import ConfigError
 
 HEARTBEATS = ("next", "gcd", "step", "longest")
@@ -82,6 +83,7 @@ class _Job:
     request: RequestState
     decoder: SegmentedDecoder
     origin: Origin
+    judge: Judge  # decides its segments: the decoder's judge, or a `ConstraintFilter` around it
     parent: _Parent | None = None  # set for a best-of-N sample
     phase: str = "ready"  # starting | ready | decoding | complete (all rows done) | parked (being judged)
     budget: int = 0  # of the current segment
@@ -164,6 +166,7 @@ class SharedBatch:
         self.clock = 0  # decode steps run so far
         self.advance_seconds = 0.0  # how long the last advance took (for the waiting rule)
         self.evicted_events: list[Event] = []  # events of verdicts applied while evicting
+        self.filters: dict[type, ConstraintFilter] = {}  # validity judges (policies that cannot mask)
 
     # ------------------------------------------------------------------ group protocol
     @property
@@ -193,7 +196,8 @@ class SharedBatch:
             if isinstance(origin.strategy, BestOfN):
                 parent = _Parent(r, origin)
                 samples = [RequestState.create(r.prepared, r.config, r.strategy, seed_offset=j) for j in range(r.rows)]
-                parent.samples = [_Job(s, origin.strategy.sampler, origin, parent=parent) for s in samples]
+                sampler = origin.strategy.sampler
+                parent.samples = [_Job(s, sampler, origin, self._judge_for(sampler), parent=parent) for s in samples]
                 self.parents.append(parent)
                 new.extend(parent.samples)
                 continue
@@ -208,13 +212,13 @@ class SharedBatch:
                 )
                 events.append(FinishEvent(r, r.result()))
                 continue
-            new.append(_Job(r, decoder, origin))
+            new.append(_Job(r, decoder, origin, self._judge_for(decoder)))
         if not new:
             return events
         fresh = self.policy.open_batch(
             [j.request.prepared.token_ids + tuple(j.request.generated) for j in new],
             [j.request.rows for j in new],
-            sampling_rows([j.request for j in new]),
+            sampling_rows([j.request for j in new], constraint_compiler(self.policy, [j.request for j in new])),
         )
         if self.batch is None:
             self.batch = fresh
@@ -283,6 +287,20 @@ class SharedBatch:
             worker.close()
         self.workers = {}
 
+    # ------------------------------------------------------------------ judges
+    def _judge_for(self, decoder: SegmentedDecoder) -> Judge:
+        """The decoder's judge; for a policy that cannot mask tokens while sampling, one
+        `ConstraintFilter` per judge kind around it (constrained candidates that cannot become
+        valid are rejected at their segment boundary; unconstrained ones pass through), shared by
+        every job of that kind so that their reward calls stay batched."""
+        if getattr(self.policy, "supports_constraints", False):
+            return decoder.judge
+        kind = type(decoder.judge)
+        judge = self.filters.get(kind)
+        if judge is None:
+            judge = self.filters[kind] = ConstraintFilter(decoder.judge)
+        return judge
+
     # ------------------------------------------------------------------ reward workers
     def _worker(self, origin: Origin) -> _RewardWorker:
         worker = self.workers.get(origin.reward_key)
@@ -306,20 +324,20 @@ class SharedBatch:
 
     def _start(self, jobs: list[_Job]) -> None:
         """Judges set up new requests (STARS scores R(prompt, "")) on the reward's worker."""
-        for (_, judge_type), group in _grouped(jobs, lambda j: (j.origin.reward_key, type(j.decoder.judge))).items():
-            if judge_type.start is NoJudge.start:
+        for group in _grouped(jobs, lambda j: (j.origin.reward_key, _judge_kind(j.judge))).values():
+            judge, ctx = group[0].judge, group[0].origin.ctx
+            if type(_inner(judge)).start is NoJudge.start:
                 continue
             for j in group:
                 j.phase = "starting"
-            judge, ctx = group[0].decoder.judge, group[0].origin.ctx
             requests = [j.request for j in group]
             self._send(group[0].origin, "start", lambda judge=judge, ctx=ctx, rs=requests: judge.start(ctx, rs), group)
 
     def _judge(self, jobs: list[_Job]) -> None:
         """Completed segments: one decide call per (reward model, judge) over all of them."""
-        for _, group in _grouped(jobs, lambda j: (j.origin.reward_key, type(j.decoder.judge))).items():
+        for group in _grouped(jobs, lambda j: (j.origin.reward_key, _judge_kind(j.judge))).values():
             items = [(j.request, self._candidates(j)) for j in group]
-            judge, ctx = group[0].decoder.judge, group[0].origin.ctx
+            judge, ctx = group[0].judge, group[0].origin.ctx
             for j in group:
                 j.phase = "parked"
             if not _needs_reward(judge, items):
@@ -403,7 +421,7 @@ class SharedBatch:
             (candidates, decision), j.verdict = j.verdict, None
             r = j.request
             if not r.done:
-                r.rows = j.decoder.row_count(r)
+                r.rows = j.decoder.row_count(r, j.judge)
                 if decision.candidate is not None:
                     segment = r.accept(
                         decision.candidate,
@@ -432,7 +450,7 @@ class SharedBatch:
         for j in self.jobs:
             if j.phase != "ready" or j.request.done:
                 continue
-            r, rule, judge = j.request, j.decoder.rule, j.decoder.judge
+            r, rule, judge = j.request, j.decoder.rule, j.judge
             replay = judge.forced_tokens(r)
             budget = len(replay) if replay is not None else min(rule.budget(r.config), r.remaining)
             boundary: BoundaryRule | None = None if replay is not None else rule.boundary(r.config)
@@ -485,7 +503,8 @@ class SharedBatch:
             return candidates
         for local in range(len(job.done)):
             d = job.done[local]
-            candidate = candidate_of(self.policy, r, d.tokens, d.hit_eos)
+            complete = True if d.complete is None else d.complete
+            candidate = candidate_of(self.policy, r, d.tokens, d.hit_eos, complete)
             candidate.row = local
             candidates.append(candidate)
             r.stats.sampled_tokens += len(d.tokens)
@@ -513,7 +532,7 @@ class SharedBatch:
                 for c in candidates:
                     c.row = -1  # its round is over; only its tokens can come back (replay)
                 if not r.done:
-                    count = j.decoder.row_count(r)
+                    count = j.decoder.row_count(r, j.judge)
                     if chosen is None:
                         rollback.extend(rows)
                         wanted = rows if count == len(rows) else [rows[0]] * count
@@ -585,7 +604,19 @@ class SharedBatch:
         self.owners, self.jobs, self.parents, self.pending = [], [], [], []
 
 
+def _inner(judge: Any) -> Any:
+    """The judge a `ConstraintFilter` wraps (the judge itself otherwise)."""
+    return judge.inner if isinstance(judge, ConstraintFilter) else judge
+
+
+def _judge_kind(judge: Any) -> tuple[type, type]:
+    """Jobs whose judges have equal kinds are decided in one call (judges keep per-request state
+    on the request, so one judge of a kind decides for all)."""
+    return type(judge), type(_inner(judge))
+
+
 def _needs_reward(judge: Any, items: Sequence[tuple[RequestState, list[Candidate]]]) -> bool:
+    judge = _inner(judge)
     if isinstance(judge, FinalScoreJudge):
         return any(c.finish is not None for _, candidates in items for c in candidates)
     return not isinstance(judge, NoJudge)

@@ -20,6 +20,7 @@ from stars_plugins.decoding.judges import Judge
 from stars_plugins.decoding.rules import SegmentRule
 from stars_plugins.decoding.scoring import DecodeContext, release
 from stars_plugins.decoding.state import Candidate, Event, FinishEvent, RequestState, SegmentEvent, sampling_rows
+from stars_plugins.decoding.validity import ConstraintFilter
 from stars_plugins.errors import ConfigError
 
 
@@ -52,11 +53,13 @@ class SegmentedDecoder:
     def requests(self, prepared: Sequence, config: StarsConfig) -> list[RequestState]:
         return [RequestState.create(p, config, self.name, rows=self.candidates(config)) for p in prepared]
 
-    def row_count(self, r: RequestState) -> int:
+    def row_count(self, r: RequestState, judge: Judge | None = None) -> int:
         """Rows a request samples its next segment on: `candidates`, doubled for every rejected
-        round in a row up to `max_adaptive_candidates` (see `SegmentedGroup._relayout`)."""
+        round in a row up to `max_adaptive_candidates` (see `SegmentedGroup._relayout`). `judge`:
+        the judge that decides the request's segments (default: this decoder's own; a
+        `ConstraintFilter` around it counts rounds without a valid candidate too)."""
         base = self.candidates(r.config)
-        rounds = getattr(self.judge, "rejected_rounds", lambda request: 0)(r)
+        rounds = getattr(judge or self.judge, "rejected_rounds", lambda request: 0)(r)
         if rounds <= 0 or r.config.max_adaptive_candidates <= base:
             return base
         return min(base << min(rounds, 16), r.config.max_adaptive_candidates)
@@ -75,6 +78,10 @@ class SegmentedGroup:
     def __init__(self, decoder: SegmentedDecoder, ctx: DecodeContext):
         self.decoder = decoder
         self.ctx = ctx
+        # A policy that cannot mask tokens while sampling gets constrained requests checked at each
+        # segment boundary instead: candidates that cannot become valid are rejected (validity.py).
+        masks = getattr(ctx.policy, "supports_constraints", False)
+        self.judge: Judge = decoder.judge if masks else ConstraintFilter(decoder.judge)
         self.batch: PolicyBatch | None = None
         self.boundary: BoundaryRule | None = None
         self.owners: list[RequestState] = []  # the request of every batch row
@@ -103,7 +110,7 @@ class SegmentedGroup:
         Requests that already generated (after an eviction) are re-prefilled with their accepted
         tokens and keep their judge state, random streams and stats.
         """
-        self.decoder.judge.start(self.ctx, [r for r in requests if not r.done])
+        self.judge.start(self.ctx, [r for r in requests if not r.done])
         done = [r for r in requests if r.done]
         release(self.ctx, done)
         events: list[Event] = [FinishEvent(r, r.result()) for r in done]
@@ -117,7 +124,9 @@ class SegmentedGroup:
                 f"backend of {self.ctx.policy.name} does not support; use strategy='stars' instead"
             )
         fresh = self.ctx.policy.open_batch(
-            [r.prepared.token_ids + tuple(r.generated) for r in new], [r.rows for r in new], sampling_rows(new)
+            [r.prepared.token_ids + tuple(r.generated) for r in new],
+            [r.rows for r in new],
+            sampling_rows(new, constraint_compiler(self.ctx.policy, new)),
         )
         if self.batch is None:
             self.batch, self.boundary = fresh, boundary
@@ -181,7 +190,7 @@ class SegmentedGroup:
 
     def _round(self) -> list[Event]:
         assert self.batch is not None
-        rule, judge, policy, batch = self.decoder.rule, self.decoder.judge, self.ctx.policy, self.batch
+        rule, judge, policy, batch = self.decoder.rule, self.judge, self.ctx.policy, self.batch
         active = [r for r in self.active if not r.done]
         budgets, forced = [], {}
         for row, r in enumerate(self.owners):
@@ -210,7 +219,8 @@ class SegmentedGroup:
                 if row in forced:
                     continue
                 tokens = out.segment(row)
-                candidate = candidate_of(policy, r, tokens, bool(out.hit_eos[row]))
+                complete = True if out.complete is None else out.complete[row]
+                candidate = candidate_of(policy, r, tokens, bool(out.hit_eos[row]), complete)
                 candidate.row = row
                 candidates.append(candidate)
                 r.stats.sampled_tokens += len(tokens)
@@ -277,12 +287,24 @@ class SegmentedGroup:
         self.owners = owners
 
     def _row_count(self, r: RequestState) -> int:
-        return self.decoder.row_count(r)
+        return self.decoder.row_count(r, self.judge)
 
 
-def candidate_of(policy: PolicyBackend, r: RequestState, tokens: list[int], hit_eos: bool) -> Candidate:
+def constraint_compiler(policy: PolicyBackend, requests: Sequence[RequestState]) -> Callable[[Any], Any] | None:
+    """The policy's constraint compiler when some of `requests` are constrained and the policy
+    masks tokens while sampling (`supports_constraints`); else None: rows sample unconstrained and
+    the group's `ConstraintFilter` judges their validity at segment boundaries."""
+    if all(r.config.constraint is None for r in requests) or not getattr(policy, "supports_constraints", False):
+        return None
+    return policy.compile_constraint  # type: ignore[attr-defined]
+
+
+def candidate_of(
+    policy: PolicyBackend, r: RequestState, tokens: list[int], hit_eos: bool, complete: bool = True
+) -> Candidate:
     """A sampled segment as a candidate: EOS dropped, cut at the first stop string, and marked
-    finished when it reaches EOS, a stop string or the token budget."""
+    finished when it reaches EOS, a stop string or the token budget. Under a constraint, the budget
+    running out ends it as "stop" when the output is a complete match, else "constraint_incomplete"."""
     ids = tokens[:-1] if hit_eos else tokens
     text = policy.decode(r.generated + ids)
     finish = "eos" if hit_eos else None
@@ -295,7 +317,7 @@ def candidate_of(policy: PolicyBackend, r: RequestState, tokens: list[int], hit_
             text, finish = text[:cut], "stop"
             ids = _ids_covering(policy, r.generated, ids, cut)
     if finish is None and len(r.generated) + len(ids) >= r.config.max_new_tokens:
-        finish = "length"
+        finish = "length" if r.config.constraint is None else ("stop" if complete else "constraint_incomplete")
     if finish is not None:
         text = text.rstrip("\ufffd")  # a multi-byte character cut by the budget: not part of the answer
     return Candidate(ids, text, finish, sampled=len(tokens))
@@ -309,4 +331,4 @@ def _ids_covering(policy: PolicyBackend, prefix: list[int], ids: list[int], char
     return ids
 
 
-__all__ = ["SegmentedDecoder", "SegmentedGroup", "candidate_of"]
+__all__ = ["SegmentedDecoder", "SegmentedGroup", "candidate_of", "constraint_compiler"]

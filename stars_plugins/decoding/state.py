@@ -11,6 +11,7 @@ from typing import Any
 
 from stars_plugins.backends.sampling import RowSampling
 from stars_plugins.config import StarsConfig
+from stars_plugins.constraints.rows import RowGrammar
 from stars_plugins.prompts import PreparedPrompt
 from stars_plugins.results import FinishReason, GenerationResult, GenerationStats, Segment
 
@@ -124,14 +125,25 @@ class RequestState:
         )
 
 
-def sampling_rows(requests: Sequence[RequestState]) -> list[RowSampling]:
+def sampling_rows(
+    requests: Sequence[RequestState], compile_constraint: Callable[[Any], Any] | None = None
+) -> list[RowSampling]:
     """One `RowSampling` per batch row of `requests` (request by request, `rows` each): the only
-    place where a request's settings become its rows' sampling."""
+    place where a request's settings become its rows' sampling. A constrained request's rows carry
+    its grammar compiled by `compile_constraint`, resuming after the tokens it already accepted
+    (None: the policy cannot mask, and the rows sample unconstrained; see decoding/validity.py)."""
     rows = []
     for r in requests:
         c = r.config
+        grammar = None
+        if c.constraint is not None and compile_constraint is not None:
+            grammar = RowGrammar(
+                compile_constraint(c.constraint), tuple(r.generated), max_rollback=c.max_new_tokens, key=c.constraint
+            )
         # stream = candidate index: a request's rows draw different numbers, the same in any batch
-        rows.extend(RowSampling(c.temperature, c.top_k, c.top_p, seed=r.seed, stream=i) for i in range(r.rows))
+        rows.extend(
+            RowSampling(c.temperature, c.top_k, c.top_p, seed=r.seed, stream=i, grammar=grammar) for i in range(r.rows)
+        )
     return rows
 
 

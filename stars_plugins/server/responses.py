@@ -25,7 +25,14 @@ from stars_plugins.errors import (
 from stars_plugins.results import GenerationResult
 from stars_plugins.server.errors import APIError
 
-_FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "stop", "error": "stop"}
+_FINISH_REASONS = {
+    "eos": "stop",
+    "stop": "stop",
+    "length": "length",
+    "constraint_incomplete": "length",  # the budget ran out before the constrained output was complete
+    "cancelled": "stop",
+    "error": "stop",
+}
 
 
 def openai_finish_reason(result: GenerationResult) -> str:

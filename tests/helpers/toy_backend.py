@@ -36,13 +36,16 @@ class ToyBatch:
         for s in range(steps):
             draws = torch.tensor([s < budget and r not in forced for r, budget in enumerate(budgets)])
             letters = self.sampler(torch.zeros(self.num_rows, 26), draws)  # uniform, each row its own stream
+            live = torch.tensor([s < budget for budget in budgets])
             for r, budget in enumerate(budgets):
                 if s < budget:
                     token = forced[r][s] if r in forced else int(letters[r])
                     tokens[r, s] = token
                     self.seqs[r].append(token)
                     lengths[r] += 1
-        return RoundOutput(tokens, lengths, torch.zeros(self.num_rows, dtype=torch.bool), restore)
+            self.sampler.observe(tokens[:, s], live)  # constrained rows' grammars follow the tokens
+        complete = self.sampler.complete() if self.sampler.constrained else None
+        return RoundOutput(tokens, lengths, torch.zeros(self.num_rows, dtype=torch.bool), restore, complete=complete)
 
     def begin(self, rows, budgets, forced=None, boundaries=None) -> None:
         forced = forced or {}
@@ -57,25 +60,35 @@ class ToyBatch:
             if not any(live):
                 break
             draws = torch.tensor([on and s["forced"] is None for on, s in zip(live, self.segs, strict=True)])
-            letters = self.sampler(torch.zeros(self.num_rows, 26), draws)
+            letters = self.sampler(torch.zeros(self.num_rows, 26), draws, mask_in_place=True)
+            chosen = torch.full((self.num_rows,), EOS)
             for r, s in enumerate(self.segs):
                 if live[r]:
-                    self.seqs[r].append(s["forced"][s["n"]] if s["forced"] is not None else int(letters[r]))
+                    chosen[r] = s["forced"][s["n"]] if s["forced"] is not None else int(letters[r])
+                    self.seqs[r].append(int(chosen[r]))
                     s["n"] += 1
+            self.sampler.observe(chosen, torch.tensor(live))  # constrained rows' grammars follow the tokens
+        complete = self.sampler.complete() if self.sampler.constrained else None
         done = []
         for r, s in enumerate(self.segs):
             if s is not None and s["n"] >= s["budget"] and not s["told"]:
                 s["told"] = True
-                done.append(SegmentDone(r, self.seqs[r][s["start"] :]))
+                flag = None if complete is None else complete[r]
+                done.append(SegmentDone(r, self.seqs[r][s["start"] :], complete=flag))
         return done
 
     def rollback(self, rows, out=None) -> None:
         for r in rows:
             if out is not None:
+                count = int(out.lengths[r])
                 del self.seqs[r][out.restore[r] :]
             elif self.segs[r] is not None:
+                count = len(self.seqs[r]) - self.segs[r]["start"]
                 del self.seqs[r][self.segs[r]["start"] :]
                 self.segs[r] = None
+            else:
+                continue
+            self.sampler.rollback([r], [count])  # the grammar takes back the segment's tokens
 
     def select_rows(self, source) -> None:
         self.seqs = [list(self.seqs[i]) for i in source]

@@ -148,10 +148,14 @@ class LockstepBatch:
         if decoding and steps > 0:
             self._decode(decoding, steps)
         done = []
+        complete: list[bool] | None = None
         for row, segment in enumerate(self.segments):
             if segment is not None and segment.ended and not segment.reported:
                 segment.reported = True
-                done.append(SegmentDone(row, list(segment.tokens), segment.hit_eos))
+                if complete is None and self.sampler.constrained:
+                    complete = self.sampler.complete()
+                flag = None if complete is None else complete[row]
+                done.append(SegmentDone(row, list(segment.tokens), segment.hit_eos, complete=flag))
         return done
 
     def _decode(self, decoding: list[int], steps: int) -> None:
@@ -181,9 +185,12 @@ class LockstepBatch:
             if watch.all_done(live):
                 break
             position = length.clamp(max=forced_tokens.shape[1] - 1)[:, None]
-            sampled = self.sampler(self.logits, live & ~is_forced)
+            # Constrained rows that sample are masked in place (`step` replaces their logits next);
+            # idle rows' logits stay as they are (a boundary rule reads them when they begin again).
+            sampled = self.sampler(self.logits, live & ~is_forced, mask_in_place=True)
             chosen = torch.where(is_forced, forced_tokens.gather(1, position).squeeze(1), sampled)
             chosen = torch.where(live, chosen, self.policy.pad_token_id)
+            self.sampler.observe(chosen, live)  # constrained rows' grammars accept their tokens
             self.step(chosen, live)
             chosen_columns.append(chosen)
             live_columns.append(live)
@@ -246,7 +253,8 @@ class LockstepBatch:
             if d.tokens:
                 tokens[row, : len(d.tokens)] = torch.tensor(d.tokens, dtype=torch.long)
             lengths[row], hit_eos[row] = len(d.tokens), d.hit_eos
-        return RoundOutput(tokens, lengths, hit_eos)
+        complete = self.sampler.complete() if self.sampler.constrained else None
+        return RoundOutput(tokens, lengths, hit_eos, complete=complete)
 
     # ------------------------------------------------------------------ row bookkeeping
     def rollback(self, rows: Sequence[int], out: RoundOutput | None = None) -> None:
@@ -261,6 +269,8 @@ class LockstepBatch:
         mask = mask * (mask.cumsum(1) <= kept[:, None]).to(mask.dtype)
         self.mask = self.mask.index_copy(0, index, mask)
         self.logits[index] = self.start_logits[index]
+        # the grammar takes back the segment's tokens (before the segment is forgotten)
+        self.sampler.rollback(rows, [len(self.segments[r].tokens) for r in rows])
         for r in rows:
             self.segments[r] = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 
 from stars_plugins.backends.hf.batch import LockstepBatch
 from stars_plugins.backends.sampling import RowSampling
+from stars_plugins.constraints import Constraint, ConstraintCompiler
 from stars_plugins.prompts import PromptRenderer, TokenizerSide
 
 _DEFAULT_CONTEXT = 2048
@@ -21,6 +23,7 @@ class HFPolicy(TokenizerSide):
 
     supports_boundary = True  # logits are at hand before every token: CARDS boundaries work
     per_row_clocks = True  # LockstepBatch: begin / advance per row, one KV cache
+    supports_constraints = True  # the batched sampler masks constrained rows (structured output)
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str, key: tuple[Any, ...] | None = None):
         self.model = model.eval()
@@ -36,6 +39,8 @@ class HFPolicy(TokenizerSide):
         self.supports_position_ids = "position_ids" in params
         # transformers renamed `past_key_values` to `cache` (5.2x); speak whichever this model speaks.
         self.cache_argument = "cache" if "cache" in params else "past_key_values"
+        self._constraint_compiler: ConstraintCompiler | None = None
+        self._compiler_lock = threading.Lock()
 
     # ---------------------------------------------------------------- model facts
     @property
@@ -69,6 +74,21 @@ class HFPolicy(TokenizerSide):
         if isinstance(limit, int) and 0 < limit < 10**7:
             return limit
         return _DEFAULT_CONTEXT
+
+    # ---------------------------------------------------------------- constraints
+    @property
+    def constraint_compiler(self) -> ConstraintCompiler:
+        """Compiles structured-output constraints for this vocabulary (built on first use)."""
+        with self._compiler_lock:
+            if self._constraint_compiler is None:
+                width = getattr(self.model.config, "vocab_size", None) or len(self.tokenizer)
+                self._constraint_compiler = ConstraintCompiler(
+                    self.tokenizer, max(int(width), len(self.tokenizer)), self.eos_token_ids
+                )
+            return self._constraint_compiler
+
+    def compile_constraint(self, constraint: Constraint) -> Any:
+        return self.constraint_compiler.compile(constraint)
 
     # ---------------------------------------------------------------- batches
     def open_batch(
