@@ -529,6 +529,9 @@ class SharedBatch:
                 j.verdict = None
                 j.phase = "ready"
                 chosen = decision.candidate
+                # the winner's row, read before the round's candidates forget their rows (one from
+                # an earlier round has none: it was replayed, and the job's rows are all alike)
+                winner = chosen.row if chosen is not None and chosen.row >= 0 else 0
                 for c in candidates:
                     c.row = -1  # its round is over; only its tokens can come back (replay)
                 if not r.done:
@@ -537,7 +540,6 @@ class SharedBatch:
                         rollback.extend(rows)
                         wanted = rows if count == len(rows) else [rows[0]] * count
                     else:
-                        winner = chosen.row if chosen.row >= 0 else 0
                         segment = r.accept(
                             chosen, threshold=decision.threshold, forced=decision.forced, rejections=decision.rejections
                         )
