@@ -103,7 +103,11 @@ def test_requests_with_another_horizon_share_the_batch_and_meet_where_their_segm
     calls = [(PROMPTS[0], GREEDY), (PROMPTS[1], GREEDY), (PROMPTS[2], other), (PROMPTS[3], other)]
     expected = [alone(tiny, p, c, reward) for p, c in calls]
     reward.prompts.clear()
-    results = run_threads(lambda p, c: alone(tiny, p, c, reward), calls)
+    tiny.scheduler.configure(max_wait=0.5)  # callers released together start together, even on a busy machine
+    try:
+        results = run_threads(lambda p, c: alone(tiny, p, c, reward), calls)
+    finally:
+        tiny.scheduler.configure(max_wait=0.05)
     assert [r.token_ids for r in results] == [e.token_ids for e in expected]
     assert all(r.stats.accepted_tokens == 24 for r in results)
     assert [len(r.segments) for r in results] == [6, 6, 4, 4]  # each request keeps its own K
