@@ -216,15 +216,6 @@ class BatchSampler:
         self._top_p_k = torch.tensor([rows[i].top_p for i in k_rows], dtype=torch.float32, device=self.device)
         self._top_p_p = torch.tensor([rows[i].top_p for i in p_rows], dtype=torch.float32, device=self.device)
         self._any_top_p_k = any(rows[i].top_p < 1 for i in k_rows)
-        # Constrained rows: top-k rows take their k best *allowed* tokens from a window of their
-        # unmasked top tokens (no pass over the vocabulary, see `_allowed_top_k`); every other
-        # constrained row has its logits masked.
-        constrained = set(self.grammars.constrained) if self.grammars is not None else set()
-        self._windowed = [i for i in k_rows if i in constrained]
-        self._masked = [i for i in sorted(constrained) if i not in set(self._windowed)]
-        self._windowed_index = self._longs(self._windowed)
-        self._windowed_in_k = self._longs([k_rows.index(i) for i in self._windowed])
-        self._windowed_top_k = self._longs([rows[i].top_k for i in self._windowed])
 
     # ------------------------------------------------------------------ sampling
     def __call__(
@@ -236,16 +227,14 @@ class BatchSampler:
         their mask be written into `logits` (the caller does not need them unmasked). In place,
         only rows that draw are masked: the others' tokens are not used, and their logits stay
         as the model gave them (a row idling in a shared batch keeps unmasked logits)."""
-        bitmask = None
-        windowed = False
         if self.grammars is not None and self.grammars.any:
-            bitmask = self.grammars.fill()
-            windowed = bool(self._windowed) and logits.shape[-1] <= self.grammars.vocab_size
-            masked = self._masked if windowed else self.grammars.constrained
             if mask_in_place and draws is not None:
                 drawing = draws.tolist()
-                masked = [i for i in masked if drawing[i]]
-            logits = self.grammars.apply(logits, bitmask, masked, in_place=mask_in_place)
+                masked = [i for i in self.grammars.constrained if drawing[i]]
+                if masked:
+                    logits = self.grammars.apply(logits, self.grammars.fill(), masked, in_place=True)
+            else:
+                logits = self.grammars.mask(logits, in_place=mask_in_place)
         if self.all_greedy:
             return logits.argmax(dim=-1)
         scaled = logits.float()
@@ -259,8 +248,6 @@ class BatchSampler:
             tokens = self._put(tokens, self.full_rows, _inverse_cdf(probs, self._take(u, self.full_rows)))
         if self.k_rows is not None:  # a partial top-k: the k largest, sorted
             values, indices = self._take(scaled, self.k_rows).topk(min(self.k_max, scaled.shape[-1]), dim=-1)
-            if windowed:
-                values, indices = self._allowed_top_k(scaled, bitmask, values, indices)
             picked = _sample_top_k(
                 values, indices, self._take(u, self.k_rows), self._top_k, self._top_p_k, self._any_top_p_k
             )
@@ -276,34 +263,6 @@ class BatchSampler:
         if self.any_greedy:
             tokens = torch.where(self.greedy, logits.argmax(dim=-1), tokens)
         return tokens
-
-    def _allowed_top_k(
-        self, scaled: torch.Tensor, bitmask: torch.Tensor, values: torch.Tensor, indices: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The k-path's (values, indices) with each constrained top-k row's k best *allowed*
-        tokens, exactly what a top-k of its masked logits gives: the row's unmasked top tokens in a
-        window of 4k (at least k + 64), the forbidden ones dropped (a bit lookup each), the best k
-        kept in order. A row with fewer than its top_k allowed tokens in the window (a grammar
-        state that allows few tokens) is masked over the whole vocabulary instead."""
-        assert self.grammars is not None
-        width = values.shape[-1]
-        window = min(scaled.shape[-1], max(4 * width, width + 64))
-        top_values, top_indices = scaled.index_select(0, self._windowed_index).topk(window, dim=-1)
-        bits = self.grammars.bitmask_rows(bitmask, self._windowed).to(scaled.device)
-        words = bits.gather(1, top_indices >> 5)
-        allowed = ((words >> (top_indices & 31).to(torch.int32)) & 1).bool()
-        best, order = top_values.masked_fill(~allowed, float("-inf")).topk(width, dim=-1)
-        best_indices = top_indices.gather(1, order)
-        short = allowed.sum(-1) < self._windowed_top_k.clamp(max=width)
-        if bool(short.any()):
-            positions = short.nonzero().flatten()
-            rows = [self._windowed[j] for j in positions.tolist()]
-            full_values, full_indices = self.grammars.masked_rows(scaled, bitmask, rows).topk(width, dim=-1)
-            best = best.index_copy(0, positions, full_values)
-            best_indices = best_indices.index_copy(0, positions, full_indices)
-        values = values.index_copy(0, self._windowed_in_k, best)
-        indices = indices.index_copy(0, self._windowed_in_k, best_indices)
-        return values, indices
 
 
 def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -83,7 +84,9 @@ def score_answer(text: str, schema: dict[str, Any], expected: dict[str, Any], le
     return valid, sum(1 for k, v in expected.items() if k in answer and field_matches(answer[k], v))
 
 
-def run_structured(runtime: Any, rows: Sequence[dict[str, Any]], base: Any, *, progress: bool = True) -> dict[str, Any]:
+def run_structured(
+    runtime: Any, rows: Sequence[dict[str, Any]], base: Any, *, progress: bool = True, progress_lines: bool = True
+) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from stars_plugins.constraints import Constraint
@@ -126,6 +129,8 @@ def run_structured(runtime: Any, rows: Sequence[dict[str, Any]], base: Any, *, p
                     "answers": answers,
                 }
             )
+            if progress_lines:  # an arm's line as soon as it is done (a long run can be read while it goes)
+                print(structured_table(arms[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     return {
         "model": runtime.model_name,
         "reward": getattr(runtime.reward, "name", str(runtime.reward)),

@@ -172,16 +172,6 @@ class GrammarRows:
         """The rows of `bitmask` (from `fill`) of batch rows `rows`."""
         return bitmask[[self._position[i] for i in rows]]
 
-    def masked_rows(self, logits: torch.Tensor, bitmask: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
-        """A masked copy of batch rows `rows` of `logits` ([len(rows), vocabulary])."""
-        import xgrammar
-
-        index = torch.tensor(list(rows), dtype=torch.long, device=logits.device)
-        target = logits.index_select(0, index)
-        masks = self.bitmask_rows(bitmask, rows).to(logits.device)
-        xgrammar.apply_token_bitmask_inplace(target, masks, vocab_size=min(self.vocab_size, target.shape[-1]))
-        return target
-
     def observe(self, tokens: torch.Tensor, live: torch.Tensor) -> None:
         """Each live constrained row accepts its token (sampled under the mask, or replayed)."""
         if not self.constrained:

@@ -220,29 +220,3 @@ def test_a_bad_schema_file_fails_before_any_model_loads(tmp_path, monkeypatch, c
     assert cli_main(["generate", "hi", "--json-schema", str(tmp_path / "missing.json")]) == 2
     assert cli_main(["generate", "hi", "--regex", "[a-"]) == 2
     assert "Unclosed" in capsys.readouterr().err
-
-
-def test_top_k_rows_take_their_best_allowed_tokens_exactly_as_masking_first_would():
-    """The sampler's window shortcut for constrained top-k rows (and its full-mask fallback for
-    grammar states that allow few tokens) draws what masking the whole vocabulary first draws."""
-    words = [a + b + c for a in "abcdefgh" for b in "aeiou" for c in "nrst"]  # 160 extra tokens
-    vocab = [*VOCAB, *words]
-    compiler = ConstraintCompiler.from_tokenizer_info(xgrammar.TokenizerInfo(vocab, stop_token_ids=[EOS]))
-    constraints = [Constraint.regex("[a-z ]{1,40}"), Constraint.regex("[ab]{1,40}"), Constraint.json_schema(SCHEMA)]
-    for top_k, top_p in ((3, 1.0), (8, 0.8)):
-        settings = [
-            RowSampling(1.0, top_k, top_p, seed=s, grammar=RowGrammar(compiler.compile(c), max_rollback=64))
-            for s, c in enumerate(constraints)
-        ]
-        windowed = BatchSampler(settings, "cpu")
-        reference = BatchSampler([RowSampling(1.0, top_k, top_p, seed=s) for s in range(len(settings))], "cpu")
-        states = GrammarRows([r.grammar for r in settings], len(vocab), torch.device("cpu"))
-        generator = torch.Generator().manual_seed(top_k)
-        for _ in range(12):
-            logits = torch.randn(len(settings), len(vocab), generator=generator) * 3
-            expected = reference(states.mask(logits))
-            got = windowed(logits)
-            assert got.tolist() == expected.tolist()
-            live = torch.ones(len(settings), dtype=torch.bool)
-            windowed.observe(got, live)
-            states.observe(got, live)
