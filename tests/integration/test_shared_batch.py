@@ -6,11 +6,12 @@ a request of another strategy, horizon and reward."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 
 import pytest
 
-from stars_plugins import StarsConfig, StarsRuntime
+from stars_plugins import Constraint, StarsConfig, StarsRuntime
 from stars_plugins.backends.hf import batch as batch_module
 
 pytestmark = pytest.mark.slow
@@ -123,3 +124,62 @@ def test_rows_of_horizons_8_and_16_meet_every_8_steps_in_one_reward_call(tiny):
     both = [s for s in seen if s == {PROMPTS[0], PROMPTS[1]}]
     assert len(both) >= 3  # R(prompt, "") at admission, then steps 16 and 32: one call each
     assert len(seen) <= 6  # steps 8 and 24 score the K=8 request alone
+
+
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 12},
+        "age": {"type": "integer", "minimum": 0, "maximum": 99},
+    },
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+
+
+def test_a_seeded_constrained_request_is_the_same_alone_and_beside_an_unconstrained_one(tiny, monkeypatch):
+    """Structured output in the shared batch: a JSON-Schema STARS request (horizon 4, rejections,
+    so grammar rollbacks and copies of the winning row) gives the same tokens alone and beside an
+    unconstrained plain-sampling request of horizon 6 and another reward."""
+    fenced = CONFIGS["stars"].updated(
+        seed=11, max_new_tokens=24, target_reward=0.7, acceptance="hard", constraint=Constraint.json_schema(PERSON)
+    )
+    plain = CONFIGS["vanilla"].updated(seed=22)
+    calls = [("stars", fenced, by_text), ("vanilla", plain, by_length)]
+
+    def run(strategy, config, reward):
+        return tiny.generate(
+            [PROMPTS[0] if strategy == "stars" else PROMPTS[1]], config, strategy=strategy, reward=reward
+        )[0]
+
+    alone = [run(*c) for c in calls]
+    rows_seen: list[int] = []
+    original = batch_module.LockstepBatch.advance
+
+    def spy(self, steps):
+        rows_seen.append(self.num_rows)
+        return original(self, steps)
+
+    monkeypatch.setattr(batch_module.LockstepBatch, "advance", spy)
+    mixed: list = [None, None]
+    barrier = threading.Barrier(2)
+
+    def worker(i):
+        barrier.wait()
+        mixed[i] = run(*calls[i])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    same(mixed[0], alone[0])
+    same(mixed[1], alone[1])
+    assert max(rows_seen) >= CONFIGS["stars"].num_candidates + 1  # they did decode in one batch
+    assert alone[0].stats.rejections > 0  # rejected segments rolled the grammar back
+    assert alone[0].text.startswith('{"name": "'), alone[0].text  # held to the schema
+    if alone[0].finish_reason in ("eos", "stop"):
+        assert set(json.loads(alone[0].text)) == {"name", "age"}
+    else:
+        assert alone[0].finish_reason == "constraint_incomplete"
+    assert not alone[1].text.startswith("{")  # the unconstrained neighbour is not fenced
