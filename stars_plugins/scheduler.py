@@ -36,6 +36,7 @@ import torch
 
 from stars_plugins.backends.protocol import PolicyBackend
 from stars_plugins.decoding import Group, Strategy
+from stars_plugins.decoding.engine import HEARTBEATS, HeartbeatStats, Origin, SharedBatch, shares_batch
 from stars_plugins.decoding.scoring import DecodeContext
 from stars_plugins.decoding.state import Event, FinishEvent, RequestState
 from stars_plugins.errors import EngineError, RewardError
@@ -47,14 +48,20 @@ _OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
 )
 
 
+SHARED = ("shared",)  # the group key of the policy's one shared batch
+
+
 @dataclass
 class _Submission:
     strategy: Strategy
     ctx: DecodeContext
     requests: list[RequestState]
+    shared: bool = False  # runs as jobs of the policy's shared batch
 
     @property
     def key(self) -> tuple[Any, ...]:
+        if self.shared:
+            return SHARED
         return (*self.strategy.group_key(self.requests[0].config), reward_identity(self.ctx.reward))
 
 
@@ -194,6 +201,9 @@ class Scheduler:
         self.policy = policy
         self.max_batch_rows = max_batch_rows
         self.max_wait = max_wait
+        self.heartbeat = "next"  # the shared batch's heartbeat rule (decoding/engine.py)
+        self.max_chunk = 16  # most decode steps between two heartbeats
+        self.heartbeat_stats = HeartbeatStats()  # heartbeats, reward calls, idle row-steps (all batches)
         self._condition = threading.Condition()
         self._waiting: list[_Submission] = []  # submitted, not yet seen by the engine
         self._pending: list[_Submission] = []  # seen, waiting for room in a group (engine thread only)
@@ -205,13 +215,27 @@ class Scheduler:
         self.rounds = 0  # rounds run so far, all groups together (for tests and monitoring)
 
     def configure(
-        self, *, max_batch_rows: int | None = None, max_wait: float | None = None, trim_memory: bool | None = None
+        self,
+        *,
+        max_batch_rows: int | None = None,
+        max_wait: float | None = None,
+        heartbeat: str | None = None,
+        max_chunk: int | None = None,
+        trim_memory: bool | None = None,
     ) -> None:
         """`trim_memory=False` stops giving freed memory back to the system when the load drops
         (see `stars_plugins.memory`; on by default unless STARS_MALLOC_TRIM=0)."""
         with self._condition:
             if trim_memory is not None:
                 self.trimmer.enabled = trim_memory
+            if heartbeat is not None:
+                if heartbeat not in HEARTBEATS:
+                    raise ValueError(f"heartbeat must be one of {', '.join(HEARTBEATS)}, not {heartbeat!r}")
+                self.heartbeat = heartbeat
+            if max_chunk is not None:
+                if max_chunk < 1:
+                    raise ValueError("max_chunk must be at least 1 step")
+                self.max_chunk = max_chunk
             if max_batch_rows is not None:
                 if max_batch_rows < 1:
                     raise ValueError("max_batch_rows must be at least 1")
@@ -234,8 +258,13 @@ class Scheduler:
             return
         for request in requests:
             request.listener = listener
+        shared = bool(getattr(self.policy, "per_row_clocks", False)) and shares_batch(strategy)
+        if shared:
+            origin = Origin(strategy, self._outside_lock(ctx), reward_identity(ctx.reward))
+            for request in requests:
+                request.origin = origin
         with self._condition:
-            self._waiting.append(_Submission(strategy, ctx, list(requests)))
+            self._waiting.append(_Submission(strategy, ctx, list(requests), shared))
             self._ensure_thread()
             self._condition.notify_all()
 
@@ -295,7 +324,7 @@ class Scheduler:
             while remaining:
                 group = self._group_for(submission, remaining[0].rows)
                 if group is None:
-                    later.append(_Submission(submission.strategy, submission.ctx, remaining))
+                    later.append(_Submission(submission.strategy, submission.ctx, remaining, submission.shared))
                     break
                 room = self.max_batch_rows - group.rows
                 take = 0
@@ -319,9 +348,21 @@ class Scheduler:
             return None
         return self._open(key, submission.strategy, submission.ctx)
 
+    def _outside_lock(self, ctx: DecodeContext) -> DecodeContext:
+        return dataclasses.replace(ctx, reward=_RewardOutsidePolicyLock(ctx.reward, self._policy_lock))
+
     def _open(self, key: tuple[Any, ...], strategy: Strategy, ctx: DecodeContext) -> _Group:
-        own = dataclasses.replace(ctx, reward=_RewardOutsidePolicyLock(ctx.reward, self._policy_lock))
-        group = _Group(key, strategy, ctx, strategy.open_group(own))
+        if key == SHARED:
+            state: Group = SharedBatch(
+                self.policy,
+                heartbeat=self.heartbeat,
+                max_chunk=self.max_chunk,
+                released=self._policy_lock.released,
+                stats=self.heartbeat_stats,
+            )
+        else:
+            state = strategy.open_group(self._outside_lock(ctx))
+        group = _Group(key, strategy, ctx, state)
         self._groups.append(group)
         return group
 
@@ -404,7 +445,9 @@ class Scheduler:
             try:
                 events += group.state.step()
             except _OOM_ERRORS as exc:
-                return _Outcome(events, stepped=True, retry=group.state.evict(), error=exc)
+                retry = group.state.evict()
+                events += getattr(group.state, "evicted_events", [])
+                return _Outcome(events, stepped=True, retry=retry, error=exc)
             except BaseException as exc:  # one group's failure must not stop the engine
                 events += group.state.fail_all(_as_exception(exc))
             return _Outcome(events, stepped=True)

@@ -40,12 +40,49 @@ class RoundOutput:
         return self.tokens[row, : int(self.lengths[row])].tolist()
 
 
+@dataclass
+class SegmentDone:
+    """Row `row` finished its current segment: `tokens` (EOS included where `hit_eos`). With
+    `error` set the row produced nothing: its segment request failed (fails its request only)."""
+
+    row: int
+    tokens: list[int]
+    hit_eos: bool = False
+    error: BaseException | None = None
+    #: under a constraint: whether the row's output after this segment is a complete match of its
+    #: grammar (None: the row's batch has no constrained row)
+    complete: bool | None = None
+
+
 @runtime_checkable
 class PolicyBatch(Protocol):
-    """Rows that advance together. Each row samples with its own `RowSampling`."""
+    """Rows that share one batch, each on its own segment clock. Each row samples with its own
+    `RowSampling`.
+
+    Per-row clocks: `begin` starts a segment on some rows, `advance(steps)` decodes every row that
+    is in a segment (the others idle and draw no random numbers) and returns the rows whose
+    segment ended, `rollback` drops a row's current segment. `run_round` is the lockstep special
+    case: every row begins together and the round lasts until the longest segment ends."""
 
     @property
     def num_rows(self) -> int: ...
+
+    def begin(
+        self,
+        rows: Sequence[int],
+        budgets: Sequence[int],
+        forced: dict[int, Sequence[int]] | None = None,
+        boundaries: dict[int, BoundaryRule] | None = None,
+    ) -> None:
+        """Start a segment of at most `budgets[i]` tokens on `rows[i]` (ending early at EOS or
+        where that row's boundary rule says); rows in `forced` replay the given ids."""
+        ...
+
+    def advance(self, steps: int) -> list[SegmentDone]:
+        """Decode up to `steps` tokens for the rows in a segment; return the segments that ended
+        (each reported once). A backend without a token clock (a serving engine) returns as soon
+        as some segment requests have come back."""
+        ...
 
     def run_round(
         self,
@@ -57,8 +94,8 @@ class PolicyBatch(Protocol):
         rows in `forced` replay the given token ids instead of sampling."""
         ...
 
-    def rollback(self, rows: Sequence[int], out: RoundOutput) -> None:
-        """Forget the last round's segment in `rows`."""
+    def rollback(self, rows: Sequence[int], out: RoundOutput | None = None) -> None:
+        """Forget the current (last) segment of `rows`."""
         ...
 
     def select_rows(self, source: Sequence[int]) -> None:
@@ -89,6 +126,7 @@ class PolicyBackend(Protocol):
     context_window: int
     tokenizer: Any
     supports_boundary: bool  # can end segments by a logits rule (CARDS)
+    per_row_clocks: bool  # its batches implement `begin` / `advance` (one shared batch per policy)
 
     @property
     def has_chat_template(self) -> bool: ...
@@ -112,4 +150,4 @@ class PolicyBackend(Protocol):
         ...
 
 
-__all__ = ["BoundaryRule", "PolicyBackend", "PolicyBatch", "RoundOutput", "RowSampling"]
+__all__ = ["BoundaryRule", "PolicyBackend", "PolicyBatch", "RoundOutput", "RowSampling", "SegmentDone"]

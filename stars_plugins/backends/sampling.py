@@ -224,9 +224,17 @@ class BatchSampler:
         """One token per row. `draws` (bool[R]) marks the rows whose token will be used: only their
         counters advance, so a row's stream never depends on steps it sat out. None means all.
         Constrained rows sample from their grammar's allowed tokens only; `mask_in_place` lets
-        their mask be written into `logits` (the caller does not need them unmasked)."""
+        their mask be written into `logits` (the caller does not need them unmasked). In place,
+        only rows that draw are masked: the others' tokens are not used, and their logits stay
+        as the model gave them (a row idling in a shared batch keeps unmasked logits)."""
         if self.grammars is not None and self.grammars.any:
-            logits = self.grammars.mask(logits, in_place=mask_in_place)
+            if mask_in_place and draws is not None:
+                drawing = draws.tolist()
+                masked = [i for i in self.grammars.constrained if drawing[i]]
+                if masked:
+                    logits = self.grammars.apply(logits, self.grammars.fill(), masked, in_place=True)
+            else:
+                logits = self.grammars.mask(logits, in_place=mask_in_place)
         if self.all_greedy:
             return logits.argmax(dim=-1)
         scaled = logits.float()

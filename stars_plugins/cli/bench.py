@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     runtime = runtime_from_args(args)
     if args.concurrent:
         return _bench_concurrent(args, runtime, prompts, config)
+    if args.mixed:
+        return _bench_mixed(args, runtime, prompts, config)
     report = run_bench(
         runtime,
         prompts,
@@ -110,6 +112,34 @@ def _bench_tools(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_mixed(args: argparse.Namespace, runtime: Any, prompts: list[str], base: Any) -> int:
+    from stars_plugins.benchmarks.mixed import mixed_table, run_mixed
+
+    rewards = [r.strip() for r in args.mixed_rewards.split(",") if r.strip()]
+    report = run_mixed(
+        runtime,
+        prompts,
+        base,
+        callers=args.callers,
+        horizons=int_list(args.mixed_horizons, "--mixed-horizons"),
+        rewards=rewards,
+        uniform_horizon=base.horizon,
+        heartbeats=[h.strip() for h in args.heartbeats.split(",") if h.strip()],
+        grouped=not args.no_grouped,
+    )
+    print(mixed_table(report))
+    print(
+        f"\nmixed vs uniform: {report['mixed_vs_uniform']}x, mixed vs one after another: "
+        f"{report['mixed_vs_sequential']}x, p95/p50 latency: {report['p95_over_p50']}, "
+        f"same tokens in every mixed run: {report['same_tokens_in_every_mixed_run']}"
+    )
+    output = Path(args.output if args.output != "bench-results/bench.json" else "bench-results/mixed.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {output}")
+    return 0
+
+
 def _spread(tasks: list[Any], limit: int) -> list[Any]:
     """`limit` tasks taken evenly across the file (call tasks and safety tasks both kept)."""
     if limit >= len(tasks):
@@ -151,7 +181,19 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="callers issuing requests at once (half with --horizon, half with half of it) "
         "against the same requests one after another",
     )
-    p.add_argument("--callers", type=positive_int, default=16, help="with --concurrent: how many callers")
+    p.add_argument("--callers", type=positive_int, default=16, help="with --concurrent or --mixed: how many callers")
+    p.add_argument(
+        "--mixed",
+        action="store_true",
+        help="callers with mixed horizons x rewards on one policy, against the same callers with one "
+        "horizon (--horizon) and one reward, and one after another; heartbeat rules side by side",
+    )
+    p.add_argument("--mixed-horizons", default="4,8,16,32", help="with --mixed: the callers' horizons")
+    p.add_argument("--mixed-rewards", default="harmless,sentiment", help="with --mixed: the callers' rewards")
+    p.add_argument(
+        "--heartbeats", default="next,gcd,step,longest", help="with --mixed: heartbeat rules to run (first: main)"
+    )
+    p.add_argument("--no-grouped", action="store_true", help="with --mixed: skip the grouped-design reference run")
     p.add_argument(
         "--score-only",
         action="store_true",

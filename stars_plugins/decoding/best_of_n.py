@@ -127,27 +127,33 @@ class BestOfNGroup:
     def _pick(self, parent: RequestState, samples: list[RequestState]) -> list[Event]:
         for s in samples:
             del self.parent_of[id(s)]
-            parent.stats.sampled_tokens += s.stats.sampled_tokens
-            parent.stats.rounds = max(parent.stats.rounds, s.stats.rounds)
-        if parent.cancelled or any(s.finish_reason == "cancelled" for s in samples):
-            parent.finish("cancelled")
-            return [FinishEvent(parent, parent.result())]
-        scores = score_texts(self.ctx, [parent] * len(samples), [s.text for s in samples])
-        if parent.done:  # the reward call failed
-            return [FinishEvent(parent, parent.result())]
-        valid = [(score, i) for i, score in enumerate(scores) if score is not None and math.isfinite(score)]
-        parent.stats.invalid_rewards += len(samples) - len(valid)
-        if not valid:
-            parent.finish(
-                "error",
-                RewardError(
-                    f"reward {self.ctx.reward.name!r} returned no finite score for any of the {len(samples)} "
-                    "responses; a reward model must return finite numbers"
-                ),
-            )
-            return [FinishEvent(parent, parent.result())]
-        best = max(valid)[1]
-        winner = samples[best]
-        candidate = Candidate(list(winner.generated), winner.text, winner.finish_reason, sampled=0, reward=scores[best])
-        segment = parent.accept(candidate, threshold=None, forced=False)
-        return [SegmentEvent(parent, segment), FinishEvent(parent, parent.result())]
+        return pick_best(self.ctx, parent, samples)
+
+
+def pick_best(ctx: DecodeContext, parent: RequestState, samples: list[RequestState]) -> list[Event]:
+    """Score a request's finished samples in one reward call and accept the best as its answer."""
+    for s in samples:
+        parent.stats.sampled_tokens += s.stats.sampled_tokens
+        parent.stats.rounds = max(parent.stats.rounds, s.stats.rounds)
+    if parent.cancelled or any(s.finish_reason == "cancelled" for s in samples):
+        parent.finish("cancelled")
+        return [FinishEvent(parent, parent.result())]
+    scores = score_texts(ctx, [parent] * len(samples), [s.text for s in samples])
+    if parent.done:  # the reward call failed
+        return [FinishEvent(parent, parent.result())]
+    valid = [(score, i) for i, score in enumerate(scores) if score is not None and math.isfinite(score)]
+    parent.stats.invalid_rewards += len(samples) - len(valid)
+    if not valid:
+        parent.finish(
+            "error",
+            RewardError(
+                f"reward {ctx.reward.name!r} returned no finite score for any of the {len(samples)} "
+                "responses; a reward model must return finite numbers"
+            ),
+        )
+        return [FinishEvent(parent, parent.result())]
+    best = max(valid)[1]
+    winner = samples[best]
+    candidate = Candidate(list(winner.generated), winner.text, winner.finish_reason, sampled=0, reward=scores[best])
+    segment = parent.accept(candidate, threshold=None, forced=False)
+    return [SegmentEvent(parent, segment), FinishEvent(parent, parent.result())]

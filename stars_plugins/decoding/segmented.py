@@ -53,6 +53,17 @@ class SegmentedDecoder:
     def requests(self, prepared: Sequence, config: StarsConfig) -> list[RequestState]:
         return [RequestState.create(p, config, self.name, rows=self.candidates(config)) for p in prepared]
 
+    def row_count(self, r: RequestState, judge: Judge | None = None) -> int:
+        """Rows a request samples its next segment on: `candidates`, doubled for every rejected
+        round in a row up to `max_adaptive_candidates` (see `SegmentedGroup._relayout`). `judge`:
+        the judge that decides the request's segments (default: this decoder's own; a
+        `ConstraintFilter` around it counts rounds without a valid candidate too)."""
+        base = self.candidates(r.config)
+        rounds = getattr(judge or self.judge, "rejected_rounds", lambda request: 0)(r)
+        if rounds <= 0 or r.config.max_adaptive_candidates <= base:
+            return base
+        return min(base << min(rounds, 16), r.config.max_adaptive_candidates)
+
     def group_key(self, config: StarsConfig) -> tuple[Any, ...]:
         """Requests with equal keys (and the same reward model) can share one lockstep batch."""
         return (self.name, *self.rule.key(config))
@@ -209,7 +220,7 @@ class SegmentedGroup:
                     continue
                 tokens = out.segment(row)
                 complete = True if out.complete is None else out.complete[row]
-                candidate = _candidate(policy, r, tokens, bool(out.hit_eos[row]), complete)
+                candidate = candidate_of(policy, r, tokens, bool(out.hit_eos[row]), complete)
                 candidate.row = row
                 candidates.append(candidate)
                 r.stats.sampled_tokens += len(tokens)
@@ -276,11 +287,7 @@ class SegmentedGroup:
         self.owners = owners
 
     def _row_count(self, r: RequestState) -> int:
-        base = self.decoder.candidates(r.config)
-        rounds = getattr(self.judge, "rejected_rounds", lambda request: 0)(r)
-        if rounds <= 0 or r.config.max_adaptive_candidates <= base:
-            return base
-        return min(base << min(rounds, 16), r.config.max_adaptive_candidates)
+        return self.decoder.row_count(r, self.judge)
 
 
 def constraint_compiler(policy: PolicyBackend, requests: Sequence[RequestState]) -> Callable[[Any], Any] | None:
@@ -292,7 +299,7 @@ def constraint_compiler(policy: PolicyBackend, requests: Sequence[RequestState])
     return policy.compile_constraint  # type: ignore[attr-defined]
 
 
-def _candidate(
+def candidate_of(
     policy: PolicyBackend, r: RequestState, tokens: list[int], hit_eos: bool, complete: bool = True
 ) -> Candidate:
     """A sampled segment as a candidate: EOS dropped, cut at the first stop string, and marked
@@ -324,4 +331,4 @@ def _ids_covering(policy: PolicyBackend, prefix: list[int], ids: list[int], char
     return ids
 
 
-__all__ = ["SegmentedDecoder", "SegmentedGroup"]
+__all__ = ["SegmentedDecoder", "SegmentedGroup", "candidate_of", "constraint_compiler"]

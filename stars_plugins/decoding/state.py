@@ -50,6 +50,7 @@ class RequestState:
     error: BaseException | None = None
     cancelled: bool = False
     listener: Callable[[Any], None] | None = None  # receives this request's events (the scheduler sets it)
+    origin: Any = None  # what it was submitted with, for the shared batch (the scheduler sets it)
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:

@@ -40,7 +40,7 @@ def test_a_reward_raising_system_exit_fails_its_request_and_the_engine_keeps_ser
 
 
 def test_a_keyboard_interrupt_in_a_round_fails_that_group_only(tiny, monkeypatch):
-    original = batch_module.LockstepBatch.run_round
+    original = batch_module.LockstepBatch.advance
     calls = []
 
     def interrupted_once(self, *args, **kwargs):
@@ -49,7 +49,7 @@ def test_a_keyboard_interrupt_in_a_round_fails_that_group_only(tiny, monkeypatch
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(batch_module.LockstepBatch, "run_round", interrupted_once)
+    monkeypatch.setattr(batch_module.LockstepBatch, "advance", interrupted_once)
     with pytest.raises(StarsError, match="KeyboardInterrupt"):
         tiny.generate(["a prompt"], GREEDY, reward=accept_all)
     assert tiny.generate(["a prompt"], GREEDY, reward=accept_all)[0].stats.accepted_tokens == 12
@@ -65,7 +65,7 @@ def test_a_blocked_reward_stalls_only_its_own_group_and_the_policy_stays_single_
             waited.append(released.wait(timeout=120))  # a hang guard only: the other caller releases it
         return [1.0] * len(responses)
 
-    original = batch_module.LockstepBatch.run_round
+    original = batch_module.LockstepBatch.advance
     running, most = [0], [0]
     guard = threading.Lock()
 
@@ -79,7 +79,7 @@ def test_a_blocked_reward_stalls_only_its_own_group_and_the_policy_stays_single_
             with guard:
                 running[0] -= 1
 
-    monkeypatch.setattr(batch_module.LockstepBatch, "run_round", counted)
+    monkeypatch.setattr(batch_module.LockstepBatch, "advance", counted)
     slow: list = []
     thread = threading.Thread(target=lambda: slow.extend(tiny.generate(["slow caller"], GREEDY, reward=blocking)))
     thread.start()

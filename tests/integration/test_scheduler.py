@@ -95,17 +95,23 @@ def test_a_request_joins_a_running_batch_at_a_round_boundary_without_changing_an
     assert any(p == {PROMPTS[0], PROMPTS[1]} for p in reward.prompts)  # scored together after the join
 
 
-def test_requests_with_another_horizon_run_in_their_own_group(tiny):
+def test_requests_with_another_horizon_share_the_batch_and_meet_where_their_segments_end(tiny):
+    """Horizons 4 and 6 in one batch: each request segments on its own clock, and their reward
+    calls are one call where their segments end together (every 12 steps)."""
     reward = Recorder(delay=0.01)
     other = GREEDY.updated(horizon=6)
-    results = run_threads(
-        lambda p, c: alone(tiny, p, c, reward),
-        [(PROMPTS[0], GREEDY), (PROMPTS[1], GREEDY), (PROMPTS[2], other), (PROMPTS[3], other)],
-    )
+    calls = [(PROMPTS[0], GREEDY), (PROMPTS[1], GREEDY), (PROMPTS[2], other), (PROMPTS[3], other)]
+    expected = [alone(tiny, p, c, reward) for p, c in calls]
+    reward.prompts.clear()
+    tiny.scheduler.configure(max_wait=0.5)  # callers released together start together, even on a busy machine
+    try:
+        results = run_threads(lambda p, c: alone(tiny, p, c, reward), calls)
+    finally:
+        tiny.scheduler.configure(max_wait=0.05)
+    assert [r.token_ids for r in results] == [e.token_ids for e in expected]
     assert all(r.stats.accepted_tokens == 24 for r in results)
-    for prompts in reward.prompts:  # never a batch mixing the two horizons
-        assert not (prompts & {PROMPTS[0], PROMPTS[1]} and prompts & {PROMPTS[2], PROMPTS[3]})
-    assert {frozenset(p) for p in reward.prompts} >= {frozenset(PROMPTS[:2]), frozenset(PROMPTS[2:])}
+    assert [len(r.segments) for r in results] == [6, 6, 4, 4]  # each request keeps its own K
+    assert any(p == set(PROMPTS) for p in reward.prompts)  # K=4 and K=6 judged in one call
 
 
 async def test_a_cancelled_task_leaves_at_the_next_round_and_the_others_finish(tiny):
@@ -157,16 +163,16 @@ def test_a_reward_failing_for_one_caller_fails_only_that_caller(tiny):
 def test_out_of_memory_splits_the_batch_and_every_caller_still_gets_its_exact_result(tiny, monkeypatch):
     reward = Recorder()
     expected = [alone(tiny, p, GREEDY, reward) for p in PROMPTS]
-    original = batch_module.LockstepBatch.run_round
+    original = batch_module.LockstepBatch.advance
     failures = []
 
-    def small_memory(self, budgets, *args, **kwargs):
+    def small_memory(self, steps, *args, **kwargs):
         if self.num_rows > 2:
             failures.append(self.num_rows)
             raise torch.OutOfMemoryError("simulated: CUDA out of memory")
-        return original(self, budgets, *args, **kwargs)
+        return original(self, steps, *args, **kwargs)
 
-    monkeypatch.setattr(batch_module.LockstepBatch, "run_round", small_memory)
+    monkeypatch.setattr(batch_module.LockstepBatch, "advance", small_memory)
     results = tiny.generate(PROMPTS, GREEDY, reward=reward)
     assert failures  # the first round of four rows ran out of memory
     assert [r.token_ids for r in results] == [e.token_ids for e in expected]
@@ -175,7 +181,7 @@ def test_out_of_memory_splits_the_batch_and_every_caller_still_gets_its_exact_re
 
 def test_an_unexpected_error_fails_its_group_and_the_engine_keeps_serving(tiny, monkeypatch):
     reward = Recorder()
-    original = batch_module.LockstepBatch.run_round
+    original = batch_module.LockstepBatch.advance
     calls = []
 
     def broken_once(self, *args, **kwargs):
@@ -184,7 +190,7 @@ def test_an_unexpected_error_fails_its_group_and_the_engine_keeps_serving(tiny, 
             raise ValueError("a bug in one round")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(batch_module.LockstepBatch, "run_round", broken_once)
+    monkeypatch.setattr(batch_module.LockstepBatch, "advance", broken_once)
     with pytest.raises(ValueError, match="a bug in one round"):
         tiny.generate([PROMPTS[0]], GREEDY, reward=reward)
     assert alone(tiny, PROMPTS[1], GREEDY, reward).stats.accepted_tokens == 24

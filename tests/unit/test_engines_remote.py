@@ -308,3 +308,47 @@ def test_seed_helpers():
     assert len({segment_seed(1, 0, 0, 10, a) for a in range(50)}) == 50
     assert 0 <= segment_seed(2**40, 3, 4, 5, 6) < 2**31
     assert row_seed(rows(1, seed=123)[0])[0] == 123
+
+
+def test_per_row_clocks_send_each_rows_next_segment_when_its_own_came_back():
+    server = FakeLlamaServer()
+    policy = make_policy(server)
+    batch = policy.open_batch([[1, 5], [1, 6]], [1, 1], rows(2))
+    batch.begin([0, 1], [3, 6])
+    got: dict[int, list[int]] = {0: [], 1: []}
+    while len(got[0]) < 6 or not got[1]:
+        for done in batch.advance(1):
+            got[done.row] += done.tokens
+            if done.row == 0 and len(got[0]) < 6:
+                batch.begin([0], [3])  # row 0's next segment goes out on its own
+    assert len(server.bodies) == 3  # row 0 sent three segments while row 1's one was out
+    assert batch.rows[0].prefix == [1, 5, *got[0]] and batch.rows[1].prefix == [1, 6, *got[1]]
+    batch.begin([1], [2])
+    [done] = batch.advance(1)
+    batch.rollback([1])
+    assert batch.rows[1].prefix == [1, 6, *got[1]]
+    policy.close()
+
+
+def test_mixed_horizons_on_a_serving_engine_give_each_caller_its_lone_result():
+    from stars_plugins import StarsConfig, StarsRuntime
+    from stars_plugins.rewards.base import CallableReward
+
+    runtime = StarsRuntime(make_policy(FakeLlamaServer()), CallableReward(lambda p, r: [len(x) % 3 for x in r]))
+    runtime.scheduler.configure(max_wait=0.05)
+    calls = [
+        ("1 5", StarsConfig(horizon=3, max_new_tokens=9, seed=1, target_reward=1.0, acceptance="hard")),
+        ("1 6", StarsConfig(horizon=5, max_new_tokens=10, seed=2, target_reward=1.0, acceptance="hard")),
+    ]
+    alone = [runtime.generate([p], c)[0].token_ids for p, c in calls]
+    results: list = [None, None]
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, runtime.generate([calls[i][0]], calls[i][1])[0]))
+        for i in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert [r.token_ids for r in results] == alone
+    assert [len(s.token_ids) for s in results[0].segments] == [3, 3, 3]

@@ -136,3 +136,20 @@ def test_budget_exhaustion_before_the_grammar_is_complete_has_its_own_finish_rea
     [result] = runtime.generate(["p"], config("vanilla", Constraint.choice(["abcdefghijk"]), max_new_tokens=5))
     assert result.finish_reason == "constraint_incomplete"
     assert result.text == "abcde"
+
+
+def xyz_share(prompts, responses):
+    return [sum(c in "xyz" for c in r) / max(len(r), 1) for r in responses]
+
+
+def test_an_accepted_candidate_that_is_not_the_first_row_carries_its_grammar_state():
+    """Segments of 2 letters cut the words of (abc|xyz)+, so candidates leave their rows in
+    different grammar states; the reward prefers xyz words, so the winner is often a later row.
+    The rows after acceptance must be copies of the winner (its tokens and grammar state): a copy of
+    another row would mask the next segment for the wrong state and break the pattern."""
+    runtime = StarsRuntime(MaskingToy(), reward=CallableReward(xyz_share))  # type: ignore[arg-type]
+    settings = config("stars", Constraint.regex("(abc|xyz)+"), horizon=2, max_new_tokens=12, target_reward=0.5)
+    for seed in range(4):
+        for result in runtime.generate(["p1", "p2", "p3"], settings.updated(seed=seed)):
+            assert re.fullmatch("(abc|xyz)+", result.text), result.text
+            assert result.finish_reason == "stop"

@@ -19,13 +19,14 @@ model: they cost memory, never recomputation.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from stars_plugins.backends.protocol import BoundaryRule, RoundOutput
+from stars_plugins.backends.protocol import BoundaryRule, RoundOutput, SegmentDone
 from stars_plugins.backends.sampling import BatchSampler, RowSampling
 
 if TYPE_CHECKING:
@@ -33,11 +34,17 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class _Restore:
-    """What `rollback` needs: where the round started and the logits at that point."""
+class _RowSegment:
+    """One row's current segment (its own clock): what `advance` and `rollback` need."""
 
-    start_column: int
-    start_logits: torch.Tensor  # [R, V]
+    budget: int
+    forced: list[int] | None  # tokens to replay instead of sampling
+    rule: BoundaryRule | None  # ends the segment before a token (CARDS), or None
+    kept: int  # live cache columns before the segment began: rollback keeps these
+    tokens: list[int] = field(default_factory=list)
+    hit_eos: bool = False
+    ended: bool = False
+    reported: bool = False  # handed out by `advance` once
 
 
 class LockstepBatch:
@@ -55,6 +62,9 @@ class LockstepBatch:
         self.cache: Any = None
         self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
         self.logits = torch.zeros((0, 0), device=self.device)
+        self.start_logits = torch.zeros((0, 0), device=self.device)
+        self.segments: list[_RowSegment | None] = []
+        self.live_row_steps = 0  # rows x steps that produced a token (idle rows write masked columns)
         self.sampler = BatchSampler(sampling, self.device)
         if prompts:
             self._prefill(prompts, copies)
@@ -82,11 +92,14 @@ class LockstepBatch:
         self.cache = _returned_cache(out)
         self.mask = mask
         self.logits = out.logits[:, -1, :].float()
+        self.start_logits = torch.zeros_like(self.logits)
+        self.segments = [None] * len(prompts)
         expand = torch.repeat_interleave(
             torch.arange(len(prompts), device=self.device), torch.tensor(list(copies), device=self.device)
         )
         if len(expand) != len(prompts) or bool((expand != torch.arange(len(prompts), device=self.device)).any()):
             self._select_cache_rows(expand)
+            self.segments = [None] * len(expand)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, live: torch.Tensor) -> None:
@@ -104,6 +117,116 @@ class LockstepBatch:
         # A masked row's output is noise: it keeps the logits of its last real token.
         self.logits = torch.where(live[:, None], out.logits[:, -1, :].float(), self.logits)
 
+    # ------------------------------------------------------------------ per-row segments
+    def begin(
+        self,
+        rows: Sequence[int],
+        budgets: Sequence[int],
+        forced: dict[int, Sequence[int]] | None = None,
+        boundaries: dict[int, BoundaryRule] | None = None,
+    ) -> None:
+        """Start a segment on each of `rows`: up to `budgets[i]` tokens (ending early at EOS or where
+        the row's boundary rule says); rows in `forced` replay those tokens instead of sampling.
+        Other rows keep their own clocks (mid-segment, parked or idle)."""
+        forced, boundaries = forced or {}, boundaries or {}
+        if not rows:
+            return
+        kept = self.mask.sum(1).tolist()
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.device)
+        self.start_logits[index] = self.logits[index]
+        for row, budget in zip(rows, budgets, strict=True):
+            replay = list(forced[row]) if row in forced else None
+            budget = int(budget) if replay is None else min(int(budget), len(replay))
+            rule = None if replay is not None else boundaries.get(row)
+            self.segments[row] = _RowSegment(budget, replay, rule, int(kept[row]), ended=budget <= 0)
+
+    @torch.no_grad()
+    def advance(self, steps: int) -> list[SegmentDone]:
+        """Decode up to `steps` tokens for every row in a segment (the other rows idle, writing
+        masked columns, and draw no random numbers); return the rows whose segment ended."""
+        decoding = [r for r, s in enumerate(self.segments) if s is not None and not s.ended]
+        if decoding and steps > 0:
+            self._decode(decoding, steps)
+        done = []
+        complete: list[bool] | None = None
+        for row, segment in enumerate(self.segments):
+            if segment is not None and segment.ended and not segment.reported:
+                segment.reported = True
+                if complete is None and self.sampler.constrained:
+                    complete = self.sampler.complete()
+                flag = None if complete is None else complete[row]
+                done.append(SegmentDone(row, list(segment.tokens), segment.hit_eos, complete=flag))
+        return done
+
+    def _decode(self, decoding: list[int], steps: int) -> None:
+        rows, device, segments = self.num_rows, self.device, self.segments
+        budget = torch.tensor([s.budget if s else 0 for s in segments], dtype=torch.long, device=device)
+        length = torch.tensor([len(s.tokens) if s else 0 for s in segments], dtype=torch.long, device=device)
+        live = torch.zeros(rows, dtype=torch.bool, device=device)
+        live[torch.tensor(decoding, dtype=torch.long, device=device)] = True
+        width = max((len(s.forced) for s in segments if s is not None and s.forced is not None), default=0)
+        is_forced = torch.tensor([s is not None and s.forced is not None for s in segments], device=device)
+        forced_tokens = torch.full((rows, max(width, 1)), self.policy.pad_token_id, dtype=torch.long)
+        for r, s in enumerate(segments):
+            if s is not None and s.forced:
+                forced_tokens[r, : len(s.forced)] = torch.tensor(s.forced, dtype=torch.long)
+        forced_tokens = forced_tokens.to(device)
+        rules: dict[int, tuple[BoundaryRule, list[int]]] = {}
+        for r in decoding:
+            rule = segments[r].rule
+            if rule is not None:
+                rules.setdefault(id(rule), (rule, []))[1].append(r)
+        by_rule = [(rule, torch.tensor(rs, dtype=torch.long, device=device)) for rule, rs in rules.values()]
+        hit_eos = torch.zeros(rows, dtype=torch.bool, device=device)
+        chosen_columns, live_columns = [], []
+        watch = _LiveWatch(device)
+        for _ in range(steps):
+            live = self._still_live(live, length, budget, by_rule)
+            if watch.all_done(live):
+                break
+            position = length.clamp(max=forced_tokens.shape[1] - 1)[:, None]
+            # Constrained rows that sample are masked in place (`step` replaces their logits next);
+            # idle rows' logits stay as they are (a boundary rule reads them when they begin again).
+            sampled = self.sampler(self.logits, live & ~is_forced, mask_in_place=True)
+            chosen = torch.where(is_forced, forced_tokens.gather(1, position).squeeze(1), sampled)
+            chosen = torch.where(live, chosen, self.policy.pad_token_id)
+            self.sampler.observe(chosen, live)  # constrained rows' grammars accept their tokens
+            self.step(chosen, live)
+            chosen_columns.append(chosen)
+            live_columns.append(live)
+            length = length + live.long()
+            eos_now = live & ~is_forced & torch.isin(chosen, self.eos)
+            hit_eos |= eos_now
+            live = live & ~eos_now
+        live = self._still_live(live, length, budget, by_rule)  # a boundary right at the chunk's end
+        if chosen_columns:
+            chosen_host = torch.stack(chosen_columns, 1).cpu().tolist()
+            live_host = torch.stack(live_columns, 1).cpu().tolist()
+        else:
+            chosen_host = live_host = [[] for _ in range(rows)]
+        still, eos_host = live.cpu().tolist(), hit_eos.cpu().tolist()
+        self.live_row_steps += sum(map(sum, live_host))
+        for r in decoding:
+            s = segments[r]
+            s.tokens.extend(t for t, on in zip(chosen_host[r], live_host[r], strict=True) if on)
+            s.hit_eos = s.hit_eos or eos_host[r]
+            s.ended = not still[r]
+
+    def _still_live(
+        self,
+        live: torch.Tensor,
+        length: torch.Tensor,
+        budget: torch.Tensor,
+        by_rule: list[tuple[BoundaryRule, torch.Tensor]],
+    ) -> torch.Tensor:
+        """Rows that sample another token: live, under budget, and not ended by their boundary rule
+        (which reads the logits before that token)."""
+        live = live & (length < budget)
+        for rule, index in by_rule:
+            ends = rule(self.logits.index_select(0, index), length.index_select(0, index))
+            live = live.index_copy(0, index, live.index_select(0, index) & ~ends.to(torch.bool))
+        return live
+
     def run_round(
         self,
         budgets: Sequence[int],
@@ -111,65 +234,57 @@ class LockstepBatch:
         forced: dict[int, Sequence[int]] | None = None,
     ) -> RoundOutput:
         """Every row generates up to `budgets[r]` tokens (ending early at EOS or where `boundary`
-        says); rows in `forced` replay the given tokens instead of sampling."""
-        rows = self.num_rows
-        restore = _Restore(self.length, self.logits.clone())
-        budget = torch.tensor(list(budgets), dtype=torch.long, device=self.device)
+        says); rows in `forced` replay the given tokens instead of sampling. One `begin` for every
+        row with a budget, then `advance` until all their segments end."""
         forced = forced or {}
-        steps = int(budget.max()) if rows else 0
-        tokens = torch.full((rows, max(steps, 0)), self.policy.pad_token_id, dtype=torch.long, device=self.device)
-        forced_tokens = tokens.clone()
-        is_forced = torch.zeros(rows, dtype=torch.bool, device=self.device)
-        for row, replay in forced.items():
-            forced_tokens[row, : len(replay)] = torch.tensor(list(replay), dtype=torch.long)
-            is_forced[row] = True
-        lengths = torch.zeros(rows, dtype=torch.long, device=self.device)
-        live = budget > 0
-        hit_eos = torch.zeros(rows, dtype=torch.bool, device=self.device)
-        taken = 0
-        watch = _LiveWatch(self.device)
-        for s in range(steps):
-            if boundary is not None:
-                live &= is_forced | ~boundary(self.logits, lengths)
-            live &= lengths < budget
-            if watch.all_done(live):
-                break
-            # A constrained row's logits are masked in place: the next step replaces a live row's
-            # logits, and re-masking an idle row's in the same grammar state changes nothing.
-            sampled = self.sampler(self.logits, live & ~is_forced, mask_in_place=True)
-            chosen = torch.where(is_forced, forced_tokens[:, s], sampled)
-            chosen = torch.where(live, chosen, self.policy.pad_token_id)
-            tokens[:, s] = chosen
-            self.sampler.observe(chosen, live)
-            self.step(chosen, live)
-            taken = s + 1
-            lengths += live.long()
-            eos_now = live & ~is_forced & torch.isin(chosen, self.eos)
-            hit_eos |= eos_now
-            live &= ~eos_now
+        rows = [r for r in range(self.num_rows) if budgets[r] > 0 or r in forced]
+        self.begin(
+            rows,
+            [budgets[r] for r in rows],
+            forced,
+            None if boundary is None else {r: boundary for r in rows},
+        )
+        done = {d.row: d for d in self.advance(max((int(b) for b in budgets), default=0))}
+        steps = max((len(d.tokens) for d in done.values()), default=0)
+        tokens = torch.full((self.num_rows, steps), self.policy.pad_token_id, dtype=torch.long)
+        lengths = torch.zeros(self.num_rows, dtype=torch.long)
+        hit_eos = torch.zeros(self.num_rows, dtype=torch.bool)
+        for row, d in done.items():
+            if d.tokens:
+                tokens[row, : len(d.tokens)] = torch.tensor(d.tokens, dtype=torch.long)
+            lengths[row], hit_eos[row] = len(d.tokens), d.hit_eos
         complete = self.sampler.complete() if self.sampler.constrained else None
-        return RoundOutput(tokens[:, :taken].cpu(), lengths.cpu(), hit_eos.cpu(), restore, complete=complete)
+        return RoundOutput(tokens, lengths, hit_eos, complete=complete)
 
     # ------------------------------------------------------------------ row bookkeeping
-    def rollback(self, rows: Sequence[int], out: RoundOutput) -> None:
-        """Forget the last round's segment in `rows`: mask its columns, restore the start logits."""
+    def rollback(self, rows: Sequence[int], out: RoundOutput | None = None) -> None:
+        """Forget the current segment of `rows`: mask its columns (whatever compaction or merging
+        moved since) and restore the logits saved when it began."""
+        rows = [r for r in rows if self.segments[r] is not None]
         if not rows:
             return
-        restore: _Restore = out.restore
         index = torch.tensor(list(rows), device=self.device)
-        self.mask[index, restore.start_column :] = 0
-        self.logits[index] = restore.start_logits[index]
-        self.sampler.rollback(list(rows), [int(out.lengths[r]) for r in rows])
+        kept = torch.tensor([self.segments[r].kept for r in rows], dtype=torch.long, device=self.device)
+        mask = self.mask.index_select(0, index)
+        mask = mask * (mask.cumsum(1) <= kept[:, None]).to(mask.dtype)
+        self.mask = self.mask.index_copy(0, index, mask)
+        self.logits[index] = self.start_logits[index]
+        # the grammar takes back the segment's tokens (before the segment is forgotten)
+        self.sampler.rollback(rows, [len(self.segments[r].tokens) for r in rows])
+        for r in rows:
+            self.segments[r] = None
 
     def select_rows(self, source: Sequence[int]) -> None:
         """Row r becomes a copy of row `source[r]` (copies siblings, drops rows, reorders)."""
         self._select_cache_rows(torch.as_tensor(list(source), dtype=torch.long, device=self.device))
         self.sampler.select(list(source))
+        self.segments = [copy.deepcopy(self.segments[int(i)]) for i in source]
 
     def _select_cache_rows(self, index: torch.Tensor) -> None:
         self.cache.reorder_cache(index)
         self.mask = self.mask.index_select(0, index)
         self.logits = self.logits.index_select(0, index)
+        self.start_logits = self.start_logits.index_select(0, index)
 
     def compact(self, min_holes: int = 32, min_fraction: float = 0.25) -> bool:
         """Drop masked columns when they make up enough of the cache. Returns whether it did."""
@@ -211,8 +326,10 @@ class LockstepBatch:
         if other.num_rows == 0:
             return
         self.sampler.extend(other.sampler.state())
+        self.segments = self.segments + other.segments
         if self.num_rows == 0:
             self.cache, self.mask, self.logits = other.cache, other.mask, other.logits
+            self.start_logits = other.start_logits
             return
         width = max(self.length, other.length)
         self._pad_left(width - self.length)
@@ -222,6 +339,7 @@ class LockstepBatch:
             mine.values = torch.cat([mine.values, theirs.values], dim=0)
         self.mask = torch.cat([self.mask, other.mask], dim=0)
         self.logits = torch.cat([self.logits, other.logits], dim=0)
+        self.start_logits = torch.cat([self.start_logits, other.start_logits], dim=0)
         other.free()
 
     def _pad_left(self, columns: int) -> None:
@@ -236,7 +354,9 @@ class LockstepBatch:
     def free(self) -> None:
         self.cache = None
         self.sampler = BatchSampler([], self.device)
+        self.segments = []
         self.logits = torch.zeros((0, 0), device=self.device)
+        self.start_logits = torch.zeros((0, 0), device=self.device)
         self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
 
 

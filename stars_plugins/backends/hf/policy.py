@@ -22,6 +22,7 @@ class HFPolicy(TokenizerSide):
     Implements `PolicyBackend`: its batches are `LockstepBatch`es over one KV cache."""
 
     supports_boundary = True  # logits are at hand before every token: CARDS boundaries work
+    per_row_clocks = True  # LockstepBatch: begin / advance per row, one KV cache
     supports_constraints = True  # the batched sampler masks constrained rows (structured output)
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str, key: tuple[Any, ...] | None = None):

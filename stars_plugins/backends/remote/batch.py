@@ -25,13 +25,13 @@ import itertools
 import math
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from stars_plugins.backends.protocol import BoundaryRule, RoundOutput
+from stars_plugins.backends.protocol import BoundaryRule, RoundOutput, SegmentDone
 from stars_plugins.backends.remote.detect import Replica
 from stars_plugins.backends.remote.protocol import SegmentRequest, SegmentResult
 from stars_plugins.backends.remote.structured import check_engine_takes
@@ -71,9 +71,13 @@ class _Row:
     sampling: RowSampling
     salt: int  # tells apart copies of one request that share seed and stream
     affinity: int  # which replica serves this row
-    start: int = 0  # prefix length when the row was opened (its prompt and accepted tokens)
+    opened_at: int = 0  # prefix length when the row was opened (its prompt and accepted tokens)
     at_length: int = -1  # prefix length of the last sampled segment ...
     attempt: int = 0  # ... and how many times this row has sampled from it
+    start: int = -1  # prefix length where the current segment began (per-row clock)
+    future: Future | None = None  # the current segment's request, in flight
+    rule: BoundaryRule | None = None  # cuts the current segment when it comes back (CARDS)
+    ready: SegmentDone | None = None  # a finished segment not reported yet
 
 
 class RemotePolicy(TokenizerSide):
@@ -88,6 +92,8 @@ class RemotePolicy(TokenizerSide):
     # Constraints travel in the engine's own structured-output parameters, one whole answer per
     # round (`constrained_config`); the client checks the ids with the compiled constraint.
     supports_constraints = True
+    # Each row's segment request is sent when its previous segment was judged (per-row futures).
+    per_row_clocks = True
 
     def __init__(
         self,
@@ -169,7 +175,9 @@ class RemotePolicy(TokenizerSide):
         for prompt, count in zip(prompts, copies, strict=True):
             affinity = next(_affinity)
             for copy in range(count):
-                rows.append(_Row(list(prompt), sampling[len(rows)], salt=copy, affinity=affinity, start=len(prompt)))
+                rows.append(
+                    _Row(list(prompt), sampling[len(rows)], salt=copy, affinity=affinity, opened_at=len(prompt))
+                )
         return RemoteBatch(self, rows)
 
     # ------------------------------------------------------------------ one round trip
@@ -180,6 +188,10 @@ class RemotePolicy(TokenizerSide):
         if errors:
             raise _summary(errors, len(answers), self.engine)
         return answers  # type: ignore[return-value]
+
+    def submit(self, request: SegmentRequest, affinity: int) -> Future:
+        """Send one segment request without waiting for it."""
+        return self._pool.submit(self._one, self.replicas[affinity % len(self.replicas)], request)
 
     def generate_each(
         self, requests: Sequence[SegmentRequest], affinities: Sequence[int]
@@ -289,7 +301,7 @@ class RemoteBatch:
 
     def _request(self, row: _Row, budget: int, top_logprobs: int) -> SegmentRequest:
         grammar = row.sampling.grammar
-        if grammar is not None and (grammar.accepted or len(row.prefix) != row.start):
+        if grammar is not None and (grammar.accepted or len(row.prefix) != row.opened_at):
             raise ConfigError(
                 f"a constrained answer on {self.policy.engine} is generated in one round and cannot be resumed "
                 "mid-way (the engine's grammar starts at the answer's start); run it through StarsRuntime, "
@@ -313,9 +325,60 @@ class RemoteBatch:
             constraint=None if grammar is None else grammar.key,
         )
 
-    def rollback(self, rows: Sequence[int], out: RoundOutput) -> None:
+    # ------------------------------------------------------------------ per-row clocks
+    def begin(
+        self,
+        rows: Sequence[int],
+        budgets: Sequence[int],
+        forced: dict[int, Sequence[int]] | None = None,
+        boundaries: dict[int, BoundaryRule] | None = None,
+    ) -> None:
+        """Send a segment request for each of `rows` now; rows in `forced` replay their tokens."""
+        forced, boundaries = forced or {}, boundaries or {}
+        for r, budget in zip(rows, budgets, strict=True):
+            row = self.rows[r]
+            row.start, row.rule, row.future, row.ready = len(row.prefix), None, None, None
+            if r in forced or budget <= 0:
+                tokens = list(forced.get(r, ()))[: max(int(budget), 0)]
+                row.prefix.extend(tokens)
+                row.ready = SegmentDone(-1, tokens)
+                continue
+            row.rule = boundaries.get(r)
+            top_logprobs = BOUNDARY_TOP_LOGPROBS if row.rule is not None else 0
+            row.future = self.policy.submit(self._request(row, int(budget), top_logprobs), row.affinity)
+
+    def advance(self, steps: int) -> list[SegmentDone]:
+        """The segments that came back (waiting for the first one when none has yet)."""
+        flying = [row.future for row in self.rows if row.future is not None]
+        if flying and not any(row.ready is not None for row in self.rows) and not any(f.done() for f in flying):
+            wait(flying, return_when=FIRST_COMPLETED)
+        done = []
+        for r, row in enumerate(self.rows):
+            if row.future is not None and row.future.done():
+                row.ready = self._landed(row)
+            if row.ready is not None:
+                ready, row.ready = row.ready, None
+                done.append(SegmentDone(r, ready.tokens, ready.hit_eos, ready.error))
+        return done
+
+    def _landed(self, row: _Row) -> SegmentDone:
+        future, row.future = row.future, None
+        assert future is not None
+        try:
+            result = future.result()
+        except Exception as exc:  # this row's request failed: its request fails, nobody else's
+            return SegmentDone(-1, [], error=exc)
+        if row.rule is not None:
+            [result] = cut_at_boundary([result], row.rule)
+        row.prefix.extend(result.tokens)
+        return SegmentDone(-1, list(result.tokens), result.hit_eos)
+
+    def rollback(self, rows: Sequence[int], out: RoundOutput | None = None) -> None:
         for r in rows:
-            del self.rows[r].prefix[out.restore[r] :]
+            row = self.rows[r]
+            start = out.restore[r] if out is not None else row.start
+            if start >= 0:
+                del row.prefix[start:]
 
     def select_rows(self, source: Sequence[int]) -> None:
         seen: dict[int, int] = {}
@@ -325,9 +388,19 @@ class RemoteBatch:
             copy = seen.get(int(s), 0)
             seen[int(s)] = copy + 1
             salt = old.salt if copy == 0 else segment_seed(old.salt, copy, 0, 0, 0)
-            new_rows.append(
-                _Row(list(old.prefix), old.sampling, salt, old.affinity, old.start, old.at_length, old.attempt)
+            new = _Row(
+                list(old.prefix),
+                old.sampling,
+                salt,
+                old.affinity,
+                opened_at=old.opened_at,
+                at_length=old.at_length,
+                attempt=old.attempt,
+                start=old.start,
             )
+            if copy == 0:  # a row mid-segment keeps its request in flight
+                new.future, new.rule, new.ready = old.future, old.rule, old.ready
+            new_rows.append(new)
         self.rows = new_rows
 
     def merge(self, other: Any) -> None:
