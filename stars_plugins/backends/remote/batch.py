@@ -284,19 +284,29 @@ class RemoteBatch:
             return None
         complete = [True] * len(self.rows)
         for r, row in enumerate(self.rows):
-            grammar = row.sampling.grammar
-            if grammar is None or r in errors:
+            if row.sampling.grammar is None or r in errors:
                 continue
-            # any JSON whitespace: the engine's grammar, not the client's compact mask, laid it out
-            checked = self.policy.constraint_compiler.compile(grammar.key, any_whitespace=True)
-            accepted, complete[r] = accepted_by(checked, segments[r])
-            if accepted < len(segments[r]):
-                errors[r] = ServingError(
-                    f"{self.policy.engine} answered token {accepted} (id {segments[r][accepted]}) of a constrained "
-                    f"answer outside the constraint ({grammar.key.describe()}): the engine's grammar accepts what "
-                    "the client's does not. Simplify the schema, or run the policy in process"
-                )
-                segments[r], hit_eos[r], complete[r] = [], False, False
+            complete[r] = self._check_constrained(row, r, segments, hit_eos, errors)
+        return complete
+
+    def _check_constrained(
+        self, row: _Row, r: int, segments: list[list[int]], hit_eos: list[bool], errors: dict[int, BaseException]
+    ) -> bool:
+        """Replay `segments[r]` through the client's grammar: whether it is a complete match; ids the
+        grammar refuses set `errors[r]` and empty the segment."""
+        grammar = row.sampling.grammar
+        assert grammar is not None
+        # any JSON whitespace: the engine's grammar, not the client's compact mask, laid it out
+        checked = self.policy.constraint_compiler.compile(grammar.key, any_whitespace=True)
+        accepted, complete = accepted_by(checked, segments[r])
+        if accepted < len(segments[r]):
+            errors[r] = ServingError(
+                f"{self.policy.engine} answered token {accepted} (id {segments[r][accepted]}) of a constrained "
+                f"answer outside the constraint ({grammar.key.describe()}): the engine's grammar accepts what "
+                "the client's does not. Simplify the schema, or run the policy in process"
+            )
+            segments[r], hit_eos[r] = [], False
+            return False
         return complete
 
     def _request(self, row: _Row, budget: int, top_logprobs: int) -> SegmentRequest:
@@ -358,7 +368,7 @@ class RemoteBatch:
                 row.ready = self._landed(row)
             if row.ready is not None:
                 ready, row.ready = row.ready, None
-                done.append(SegmentDone(r, ready.tokens, ready.hit_eos, ready.error))
+                done.append(SegmentDone(r, ready.tokens, ready.hit_eos, ready.error, ready.complete))
         return done
 
     def _landed(self, row: _Row) -> SegmentDone:
@@ -370,8 +380,16 @@ class RemoteBatch:
             return SegmentDone(-1, [], error=exc)
         if row.rule is not None:
             [result] = cut_at_boundary([result], row.rule)
-        row.prefix.extend(result.tokens)
-        return SegmentDone(-1, list(result.tokens), result.hit_eos)
+        tokens, hit_eos = list(result.tokens), result.hit_eos
+        complete = None
+        if row.sampling.grammar is not None:
+            errors: dict[int, BaseException] = {}
+            segments, eos = [tokens], [hit_eos]
+            complete = self._check_constrained(row, 0, segments, eos, errors)
+            if errors:
+                return SegmentDone(-1, [], error=errors[0])
+        row.prefix.extend(tokens)
+        return SegmentDone(-1, tokens, hit_eos, complete=complete)
 
     def rollback(self, rows: Sequence[int], out: RoundOutput | None = None) -> None:
         for r in rows:
