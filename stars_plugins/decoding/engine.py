@@ -57,6 +57,25 @@ def shares_batch(strategy: Any) -> bool:
     return isinstance(strategy, SegmentedDecoder | BestOfN)
 
 
+def heartbeat_steps(
+    rule: str, *, left: Sequence[int], fixed: Sequence[bool], periods: Sequence[int], max_chunk: int
+) -> int:
+    """Q, the steps one heartbeat decodes, from the decoding segments' steps `left`, whether each
+    ends at a fixed length (`fixed`: a horizon or a replay, not a boundary rule) and the live
+    horizons (`periods`). "next" stops where the first fixed-length segment ends, so rows with
+    K = 4 and K = 6 that began together stop at 4, 6, 8 and meet at 12."""
+    if rule == "step":
+        return 1
+    if rule == "longest":
+        return max(left)
+    if rule == "gcd":
+        q = math.gcd(*periods) if periods else BOUNDARY_CHUNK
+    else:
+        positive = [n for n, f in zip(left, fixed, strict=True) if f and n > 0]
+        q = min(positive) if positive else BOUNDARY_CHUNK
+    return max(1, min(q, max_chunk))
+
+
 @dataclass
 class Origin:
     """What a request was submitted with: its strategy, its context and its reward's identity."""
@@ -466,18 +485,13 @@ class SharedBatch:
 
     def _heartbeat(self, decoding: list[_Job]) -> int:
         """Q: how many steps this heartbeat decodes (see the module doc)."""
-        if self.heartbeat == "step":
-            return 1
-        left = [j.budget - (self.clock - j.begun) for j in decoding if j.period is not None or j.forced]
-        if self.heartbeat == "longest":
-            return max(j.budget - (self.clock - j.begun) for j in decoding)
-        if self.heartbeat == "gcd":
-            periods = [j.period for j in decoding if j.period is not None]
-            q = math.gcd(*periods) if periods else BOUNDARY_CHUNK
-            return max(1, min(q, self.max_chunk))
-        positive = [n for n in left if n > 0]
-        q = min(positive) if positive else BOUNDARY_CHUNK
-        return max(1, min(q, self.max_chunk))
+        return heartbeat_steps(
+            self.heartbeat,
+            left=[j.budget - (self.clock - j.begun) for j in decoding],
+            fixed=[j.period is not None or j.forced for j in decoding],
+            periods=[j.period for j in decoding if j.period is not None],
+            max_chunk=self.max_chunk,
+        )
 
     def _live_counter(self) -> int:
         return int(getattr(self.batch, "live_row_steps", 0))

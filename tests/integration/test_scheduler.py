@@ -45,7 +45,20 @@ def alone(rt, prompt, config, reward):
     return rt.generate([prompt], config, reward=reward)[0]
 
 
-def run_threads(fn, args_list):
+def run_threads(fn, args_list, rt=None):
+    """Run `fn(*args)` for every args in threads released together. With `rt`, its idle engine
+    waits 0.5 s for the others (instead of the fixture's 0.05 s), so that callers released
+    together start together even on a busy machine."""
+    if rt is None:
+        return _run_threads(fn, args_list)
+    rt.scheduler.configure(max_wait=0.5)
+    try:
+        return _run_threads(fn, args_list)
+    finally:
+        rt.scheduler.configure(max_wait=0.05)
+
+
+def _run_threads(fn, args_list):
     barrier = threading.Barrier(len(args_list))
     results: list = [None] * len(args_list)
 
@@ -65,7 +78,7 @@ def test_concurrent_callers_share_one_batch_and_get_their_own_results(tiny):
     reward = Recorder()
     expected = [alone(tiny, p, GREEDY, reward) for p in PROMPTS]
     reward.sizes.clear()
-    results = run_threads(lambda p: alone(tiny, p, GREEDY, reward), [(p,) for p in PROMPTS])
+    results = run_threads(lambda p: alone(tiny, p, GREEDY, reward), [(p,) for p in PROMPTS], tiny)
     assert [r.token_ids for r in results] == [e.token_ids for e in expected]
     assert max(reward.sizes) == len(PROMPTS)  # one reward call scored all four callers' candidates
     for got, want in zip(results, expected, strict=True):  # stats are each request's own
@@ -99,22 +112,21 @@ def test_a_request_joins_a_running_batch_at_a_round_boundary_without_changing_an
 
 
 def test_requests_with_another_horizon_share_the_batch_and_meet_where_their_segments_end(tiny):
-    """Horizons 4 and 6 in one batch: each request segments on its own clock, and their reward
-    calls are one call where their segments end together (every 12 steps)."""
+    """Horizons 4 and 6 in one batch: each request segments on its own clock and keeps its lone
+    output. Where their segments end together (every 12 steps under the "next" heartbeat, see
+    tests/unit/test_heartbeat.py) they share a reward call only if the K = 4 rows' earlier verdicts
+    came back in time: rows waiting for a verdict are parked while the others decode on, so the
+    shared call depends on timing and is not asserted here."""
     reward = Recorder(delay=0.01)
     other = GREEDY.updated(horizon=6)
     calls = [(PROMPTS[0], GREEDY), (PROMPTS[1], GREEDY), (PROMPTS[2], other), (PROMPTS[3], other)]
     expected = [alone(tiny, p, c, reward) for p, c in calls]
     reward.prompts.clear()
-    tiny.scheduler.configure(max_wait=0.5)  # callers released together start together, even on a busy machine
-    try:
-        results = run_threads(lambda p, c: alone(tiny, p, c, reward), calls)
-    finally:
-        tiny.scheduler.configure(max_wait=0.05)
+    results = run_threads(lambda p, c: alone(tiny, p, c, reward), calls, tiny)
     assert [r.token_ids for r in results] == [e.token_ids for e in expected]
     assert all(r.stats.accepted_tokens == 24 for r in results)
     assert [len(r.segments) for r in results] == [6, 6, 4, 4]  # each request keeps its own K
-    assert any(p == set(PROMPTS) for p in reward.prompts)  # K=4 and K=6 judged in one call
+    assert any(len(p) > 1 for p in reward.prompts)  # rows of one horizon judged in one call
 
 
 async def test_a_cancelled_task_leaves_at_the_next_round_and_the_others_finish(tiny):
@@ -238,7 +250,7 @@ def test_a_requests_result_does_not_depend_on_who_shares_its_batch(tiny):
     ]
     expected = [alone(tiny, p, c, reward) for p, c in calls]
     reward.prompts.clear()
-    merged = run_threads(lambda p, c: alone(tiny, p, c, reward), calls)
+    merged = run_threads(lambda p, c: alone(tiny, p, c, reward), calls, tiny)
     assert any(len(p) == len(calls) for p in reward.prompts)  # they did share one batch
     for got, want in zip(merged, expected, strict=True):
         assert (got.text, got.token_ids, got.reward) == (want.text, want.token_ids, want.reward)

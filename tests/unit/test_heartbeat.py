@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from stars_plugins import StarsConfig, StarsRuntime
-from stars_plugins.decoding.engine import HEARTBEATS
+from stars_plugins.decoding.engine import HEARTBEATS, heartbeat_steps
 from stars_plugins.rewards.base import CallableReward
 from tests.helpers.toy_backend import ToyBackend
 
@@ -74,3 +74,29 @@ def test_an_unknown_heartbeat_rule_is_refused():
         rt.scheduler.configure(heartbeat="sometimes")
     with pytest.raises(ValueError, match="max_chunk"):
         rt.scheduler.configure(max_chunk=0)
+
+
+def stops(rule, horizons, steps=24, max_chunk=16):
+    """The clocks at which rule `rule` stops a batch whose rows (one per horizon, begun together,
+    never parked) each start their next segment as soon as the last one ended."""
+    clock, begun, out = 0, [0] * len(horizons), []
+    while clock < steps:
+        left = [k - (clock - b) for k, b in zip(horizons, begun, strict=True)]
+        clock += heartbeat_steps(rule, left=left, fixed=[True] * len(horizons), periods=horizons, max_chunk=max_chunk)
+        begun = [clock if clock - b == k else b for k, b in zip(horizons, begun, strict=True)]
+        out.append(clock)
+    return out
+
+
+def test_next_stops_where_a_segment_ends_so_horizons_meet_at_their_common_multiples():
+    assert stops("next", [4, 6]) == [4, 6, 8, 12, 16, 18, 20, 24]
+    assert stops("next", [8, 16]) == [8, 16, 24]
+    assert stops("gcd", [4, 6]) == list(range(2, 25, 2))
+    assert stops("step", [4, 6], steps=3) == [1, 2, 3]
+    assert stops("longest", [4, 6], steps=6) == [6]
+    assert stops("next", [32], max_chunk=16) == [16, 32]  # a long segment is cut in chunks
+
+
+def test_segments_that_end_by_a_boundary_rule_advance_in_chunks():
+    assert heartbeat_steps("next", left=[30], fixed=[False], periods=[], max_chunk=16) == 4
+    assert heartbeat_steps("next", left=[30, 5], fixed=[False, True], periods=[], max_chunk=16) == 5
