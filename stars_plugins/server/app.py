@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -154,7 +155,7 @@ async def _generate(
         raise api_error_for(first.error, prompt_param=prompt_param)
     if plan.stream:
         stream = _sse_stream(state, plan, shape, first, events, prompt_param)
-        return StreamingResponse(
+        return ClosingStreamingResponse(
             stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
     try:
@@ -166,6 +167,25 @@ async def _generate(
     finally:
         state.gate.release()
         await _close_quietly(events)
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A StreamingResponse that closes its body when the response ends, however it ends.
+
+    When the client hangs up, Starlette stops iterating the body (the send fails, or its disconnect
+    listener cancels the stream) but leaves the async generator suspended at its `yield`; only the
+    garbage collector would finalize it, and until then its `finally` (releasing the admission slot,
+    cancelling the choices, dropping the request state) does not run. Closing it here frees them
+    at once."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
 
 
 async def _drain(events: AsyncIterator[ChoiceEvent]) -> list[ChoiceEvent]:

@@ -374,13 +374,6 @@ def test_a_lower_candidates_limit_caps_a_server_default_of_adaptive_candidates()
     assert plan_request(chat(), base, ServerLimits()).choices[0].config.max_adaptive_candidates == 8
 
 
-@pytest.mark.xfail(
-    reason="open (issue 21): since the shared batch (issue 19) landed, one RequestState of a request whose "
-    "client hung up after the first SSE chunk (and that then finished with 'length', not 'cancelled') stays "
-    "referenced by its GenerationJob and AsyncDeltaStream after the server went idle; the in-process "
-    "counterpart (tests/integration/test_memory.py) holds",
-    strict=False,
-)
 def test_finished_and_hung_up_requests_leave_no_request_state_and_an_idle_server_trims(client):
     import gc
     import sys
@@ -391,20 +384,24 @@ def test_finished_and_hung_up_requests_leave_no_request_state_and_an_idle_server
     state = client.app.state.stars
     trims = state.trimmer.trims
     payload = {"model": "stars", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "seed": 5}
-    for _ in range(2):
-        assert client.post("/v1/chat/completions", json=payload).status_code == 200
-        with client.stream("POST", "/v1/chat/completions", json={**payload, "stream": True, "max_tokens": 24}) as r:
-            next(r.iter_lines())  # hang up after the first chunk
+    gc.collect()
+    gc.disable()  # a hung-up stream must free its slot by itself, not when the garbage collector runs
+    try:
+        for _ in range(2):
+            assert client.post("/v1/chat/completions", json=payload).status_code == 200
+            with client.stream("POST", "/v1/chat/completions", json={**payload, "stream": True, "max_tokens": 24}) as r:
+                next(r.iter_lines())  # hang up after the first chunk
+        deadline = time.monotonic() + 60
+        while (state.gate.active or state.runtime.scheduler.busy) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert state.gate.active == 0
+    finally:
+        gc.enable()
 
     def requests_alive() -> int:
         gc.collect()
         return sum(type(o) is RequestState for o in gc.get_objects())
 
-    # A hung-up stream's tasks finish cancelling on the app's event loop after its slot is free:
-    # wait for that, but a request kept alive by a reference never gets there.
-    deadline = time.monotonic() + 60
-    while (state.gate.active or state.runtime.scheduler.busy or requests_alive()) and time.monotonic() < deadline:
-        time.sleep(0.1)
     assert requests_alive() == 0
     if state.trimmer.enabled and sys.platform.startswith("linux"):
         assert state.trimmer.trims > trims  # the server gave memory back each time it went idle
