@@ -220,3 +220,24 @@ def test_a_bad_schema_file_fails_before_any_model_loads(tmp_path, monkeypatch, c
     assert cli_main(["generate", "hi", "--json-schema", str(tmp_path / "missing.json")]) == 2
     assert cli_main(["generate", "hi", "--regex", "[a-"]) == 2
     assert "Unclosed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("vocab_size", [1, 31, 32, 33, 1000, 49_152])
+def test_the_cpu_mask_matches_xgrammars_kernel_bit_for_bit(vocab_size):
+    from stars_plugins.constraints.rows import apply_bitmask_cpu
+
+    generator = torch.Generator().manual_seed(vocab_size)
+    bitmask = xgrammar.allocate_token_bitmask(5, vocab_size)
+    bitmask.copy_(torch.randint(-(2**31), 2**31 - 1, bitmask.shape, generator=generator, dtype=torch.int64).int())
+    bitmask[0] = -1  # everything allowed
+    bitmask[1] = 0  # nothing allowed
+    logits = torch.randn(5, vocab_size + 7, generator=generator)  # wider than the vocabulary
+    ours, theirs = logits.clone(), logits.clone()
+    apply_bitmask_cpu(ours, bitmask, vocab_size)
+    xgrammar.apply_token_bitmask_inplace(theirs, bitmask, vocab_size=vocab_size)
+    # xgrammar's kernel also applies the bits past `vocab_size` in the last word; the callers set
+    # every column past the vocabulary to -inf themselves (`GrammarRows.apply`), so only the
+    # vocabulary is compared and ours leaves the rest alone
+    assert torch.equal(ours[:, :vocab_size], theirs[:, :vocab_size])
+    assert torch.isinf(ours[1, :vocab_size]).all() and torch.equal(ours[0], logits[0])
+    assert torch.equal(ours[:, vocab_size:], logits[:, vocab_size:])

@@ -104,6 +104,7 @@ def test_a_seeded_constrained_request_is_batch_independent():
         ("p2", fenced.updated(constraint=Constraint.regex("[xyz]+"), seed=3)),
     ]
     reward.rounds.clear()
+    runtime.scheduler.configure(max_wait=0.5)  # callers released together are admitted together
     barrier = threading.Barrier(len(calls))
     results: list = [None] * len(calls)
 
