@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -44,19 +45,15 @@ class RowGrammar:
         return hash((self.key, self.accepted, self.max_rollback))
 
 
-#: Bit i of an int32 word, as int32 (bit 31 is the sign bit).
-_BITS = torch.tensor([1 << i if i < 31 else -(1 << 31) for i in range(32)], dtype=torch.int32)
-
-
 def apply_bitmask_cpu(logits: torch.Tensor, bitmask: torch.Tensor, vocab_size: int) -> None:
     """Set `logits[r, t]` to -inf where bit t of `bitmask[r]` (int32 words, little-endian bits, as
     xgrammar fills them) is 0, for t < `vocab_size`; in place. The same result as xgrammar's
-    `apply_token_bitmask_inplace`, whose CPU kernel tests one bit at a time: these vectorised
-    tensor operations were 2.5-3x faster at 32 rows x 49,152 tokens, and the mask was a quarter of
-    a constrained batch's step on CPU (`stars bench --overhead --json-schema`)."""
-    rows = logits.shape[0]
-    forbidden = ((bitmask.unsqueeze(-1) & _BITS) == 0).view(rows, -1)[:, :vocab_size]
-    logits[:, :vocab_size].masked_fill_(forbidden, float("-inf"))
+    `apply_token_bitmask_inplace` within the vocabulary, but its CPU kernel tests one bit at a time:
+    numpy's `unpackbits` on the inverted words was about 8x faster at 32 rows x 49,152 tokens, where
+    the kernel had taken a quarter of a constrained batch's step (`stars bench --overhead --json-schema`)."""
+    forbidden_bits = np.invert(bitmask.contiguous().numpy())
+    forbidden = np.unpackbits(forbidden_bits.view(np.uint8), axis=-1, bitorder="little")
+    logits[:, :vocab_size].masked_fill_(torch.from_numpy(forbidden).view(torch.bool)[:, :vocab_size], float("-inf"))
 
 
 class _Row:
