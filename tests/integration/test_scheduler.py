@@ -47,15 +47,16 @@ def alone(rt, prompt, config, reward):
 
 def run_threads(fn, args_list, rt=None):
     """Run `fn(*args)` for every args in threads released together. With `rt`, its idle engine
-    waits 0.5 s for the others (instead of the fixture's 0.05 s), so that callers released
-    together start together even on a busy machine."""
+    waits 0.5 s for the others (then its own setting again), so that callers released together
+    start together even on a busy machine."""
     if rt is None:
         return _run_threads(fn, args_list)
+    previous = rt.scheduler.max_wait
     rt.scheduler.configure(max_wait=0.5)
     try:
         return _run_threads(fn, args_list)
     finally:
-        rt.scheduler.configure(max_wait=0.05)
+        rt.scheduler.configure(max_wait=previous)
 
 
 def _run_threads(fn, args_list):
