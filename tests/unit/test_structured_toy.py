@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 
 import pytest
 import xgrammar
@@ -15,7 +14,7 @@ import xgrammar
 from stars_plugins import Constraint, ConstraintError, StarsConfig, StarsRuntime
 from stars_plugins.constraints import ConstraintCompiler
 from stars_plugins.rewards.base import CallableReward
-from tests.helpers.toy_backend import EOS, ToyBackend
+from tests.helpers.toy_backend import EOS, ToyBackend, ToyBatch
 
 LETTERS = [chr(97 + i) for i in range(26)]
 
@@ -81,21 +80,18 @@ def test_a_reward_that_rejects_every_segment_keeps_the_grammar_in_step():
         assert result.stats.forced_accepts == result.stats.segments
 
 
-class SlowVowels:
-    """`vowels`, slow enough for concurrent callers to meet in one round; records who shared one."""
+def test_a_seeded_constrained_request_is_batch_independent(monkeypatch):
+    """Three callers share the policy batch (asserted on the rows the batch advanced, since a
+    reward call may judge fewer of them when a verdict comes back late, issue 19's overlap)."""
+    widest: list[int] = []
+    advance = ToyBatch.advance
 
-    def __init__(self):
-        self.rounds: list[int] = []
+    def recording_advance(self, steps):
+        widest.append(self.num_rows)
+        return advance(self, steps)
 
-    def __call__(self, prompts, responses):
-        self.rounds.append(len(set(prompts)))
-        time.sleep(0.02)
-        return vowels(prompts, responses)
-
-
-def test_a_seeded_constrained_request_is_batch_independent():
-    reward = SlowVowels()
-    runtime = StarsRuntime(MaskingToy(), reward=CallableReward(reward))  # type: ignore[arg-type]
+    monkeypatch.setattr(ToyBatch, "advance", recording_advance)
+    runtime = StarsRuntime(MaskingToy(), reward=CallableReward(vowels))  # type: ignore[arg-type]
     fenced = config("stars", Constraint.regex("(ab|cd|e)+"), max_new_tokens=12)
     [alone] = runtime.generate(["p1"], fenced)
     calls = [
@@ -103,7 +99,7 @@ def test_a_seeded_constrained_request_is_batch_independent():
         ("p1", fenced),
         ("p2", fenced.updated(constraint=Constraint.regex("[xyz]+"), seed=3)),
     ]
-    reward.rounds.clear()
+    widest.clear()
     runtime.scheduler.configure(max_wait=0.5)  # callers released together are admitted together
     barrier = threading.Barrier(len(calls))
     results: list = [None] * len(calls)
@@ -117,7 +113,7 @@ def test_a_seeded_constrained_request_is_batch_independent():
         t.start()
     for t in threads:
         t.join(timeout=120)
-    assert max(reward.rounds) == 3  # the three requests did share a round
+    assert max(widest) >= 3 * 3  # the three requests' candidates did decode in one batch
     assert (results[1].token_ids, results[1].text) == (alone.token_ids, alone.text)
     assert re.fullmatch("[xyz]+", results[2].text)
     assert not re.fullmatch("(ab|cd|e)+", results[0].text)  # the unconstrained neighbour is not fenced
