@@ -159,10 +159,16 @@ class SentenceEmbedder:
         self, texts: Sequence[str], *, stats: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Embeddings and, with `stats`, each text's `TEXT_STATS` (from the same tokens, no extra model pass)."""
+        texts = list(texts)
+        # More texts than one batch (evaluation, training): batch them by length so that short texts
+        # are not padded to a long neighbour; mean pooling over the attention mask ignores padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if len(texts) > self.batch_size else None
+        if order is not None:
+            texts = [texts[i] for i in order]
         chunks, stat_chunks = [], []
         for start in range(0, len(texts), self.batch_size):
             batch = self.tokenizer(
-                list(texts[start : start + self.batch_size]),
+                texts[start : start + self.batch_size],
                 padding=True,
                 truncation=True,
                 max_length=self.max_length,
@@ -177,7 +183,13 @@ class SentenceEmbedder:
         if not chunks:
             empty = torch.zeros((0, self.dim), device=self.device)
             return empty, (torch.zeros((0, len(TEXT_STATS)), device=self.device) if stats else None)
-        return torch.cat(chunks), (torch.cat(stat_chunks) if stats else None)
+        embeddings, text_stats = torch.cat(chunks), (torch.cat(stat_chunks) if stats else None)
+        if order is not None:
+            back = torch.empty(len(order), dtype=torch.long)
+            back[torch.tensor(order)] = torch.arange(len(order))
+            embeddings = embeddings[back.to(embeddings.device)]
+            text_stats = None if text_stats is None else text_stats[back.to(text_stats.device)]
+        return embeddings, text_stats
 
     def _text_stats(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         special = self._special_ids.to(ids.device)
