@@ -11,10 +11,12 @@ import json
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from stars_plugins.backends.hf.gguf_cache import converted_folder, is_complete, save_converted
 from stars_plugins.backends.hf.policy import HFPolicy
 from stars_plugins.backends.remote.load import load_remote_policy
 from stars_plugins.devices import resolve_device, resolve_dtype
@@ -116,12 +118,22 @@ def _load(
         model_kwargs["device_map"] = device_map
     if attn_implementation:
         model_kwargs["attn_implementation"] = attn_implementation
+    # A local GGUF file is dequantized once per machine and read back from a transformers folder
+    # afterwards (gguf_cache.py); sharded loads (`device_map`) read the GGUF file every time.
+    converted = None
+    if source.gguf_file and source.local and device_map is None and not revision:
+        converted = converted_folder(Path(source.location) / source.gguf_file, dtype)
+    location = source.location
+    if is_complete(converted):
+        location, common = str(converted), {"local_files_only": True, "trust_remote_code": trust_remote_code}
     try:
         with quiet_loading():
-            tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
-            model = AutoModelForCausalLM.from_pretrained(source.location, **common, **model_kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(location, **common)
+            model = AutoModelForCausalLM.from_pretrained(location, **common, **model_kwargs)
     except OSError as exc:
         raise load_error(source, exc, what="policy") from exc
+    if converted is not None and location == source.location:
+        save_converted(converted, model, tokenizer, Path(source.location) / source.gguf_file)
     if device_map is None and device is not None:
         model = model.to(device)
     model.requires_grad_(False)
