@@ -24,9 +24,12 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(ADAPTERS))
 
 install: $(STAMP)
 
+# Two test workers: each test process uses one torch thread (tests/conftest.py), so two fill the
+# 2-core CI machine. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # Tests against a live llama.cpp server: builds llama-server once per machine (about 25 minutes on
 # 2 cores, cached outside the repo), then the `serving` tests start and stop it themselves.

@@ -1,4 +1,5 @@
-"""Shared fixtures. The embedded policy loads once per test session (about 16 s on 2 cores)."""
+"""Shared fixtures. The embedded policy loads once per test process (about 4 s once its GGUF
+conversion is kept on disk, about 22 s the first time on a machine: gguf_cache.py)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,30 @@ torch.set_num_threads(1)  # torch may already be loaded (by the adapters' confte
 POLICY_FIXTURES = {"runtime", "policy", "tiny_model_dirs"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if POLICY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        if _shares_module_setup(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    # Grouped modules (the live servers among them) are the longest units of work: handed out first,
+    # they do not leave one worker finishing a server module while the other sits idle.
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+
+
+def _shares_module_setup(item: pytest.Item) -> bool:
+    """Whether the test uses one of this repository's module- or class-scoped fixtures (a live
+    `stars serve`, a tiny model saved to a folder). `make test` runs tests on two workers with
+    `--dist loadgroup`: such a module's tests stay on one worker, so its fixture is set up once; every
+    other test goes where there is room. Plugins' fixtures (empty `baseid`) and cheap autouse guards
+    named with a leading underscore do not count."""
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs if info is not None else {}
+    return any(
+        defs and defs[-1].scope in ("module", "class") and defs[-1].baseid and not name.startswith("_")
+        for name, defs in definitions.items()
+    )
 
 
 @pytest.fixture(scope="session")

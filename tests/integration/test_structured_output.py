@@ -5,6 +5,7 @@ before the JSON is complete is reported as such."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -38,14 +39,16 @@ def assert_valid(result):
 
 
 @pytest.mark.parametrize("strategy", ["vanilla", "stars", "best_of_n", "cards"])
-def test_every_strategy_gives_schema_valid_json_for_several_seeds(runtime, strategy):
+async def test_every_strategy_gives_schema_valid_json_for_several_seeds(runtime, strategy):
     settings = {"max_new_tokens": 56, "constraint": Constraint.json_schema(SCHEMA)}
     if strategy != "cards":
         settings["horizon"] = 8
     if strategy in ("stars", "best_of_n"):
         settings["num_candidates"] = 2
-    for seed in (0, 1):
-        for result in runtime.generate(PROMPTS, StarsConfig(strategy=strategy, seed=seed, **settings)):
+    # the two seeds as two concurrent calls: they share the policy's batch
+    calls = [runtime.agenerate(PROMPTS, StarsConfig(strategy=strategy, seed=seed, **settings)) for seed in (0, 1)]
+    for results in await asyncio.gather(*calls):
+        for result in results:
             assert_valid(result)
 
 

@@ -56,7 +56,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def chat(server: str) -> ChatOpenAI:
-    return ChatOpenAI(base_url=f"{server}/v1", api_key=KEY, model="stars", max_tokens=48, seed=0, max_retries=0)
+    # STARS as served by default, with at most 2 rejections per segment (the default, 20, lets the
+    # harmless reward resample a tool call's JSON for half a minute on 2 cores; the settings are not
+    # what this module tests)
+    return ChatOpenAI(
+        base_url=f"{server}/v1",
+        api_key=KEY,
+        model="stars",
+        max_tokens=48,
+        seed=0,
+        max_retries=0,
+        extra_body={"stars": {"max_rejections": 2}},
+    )
 
 
 @pytest.mark.parametrize("tool_choice", ["any", "get_weather"])
