@@ -12,7 +12,7 @@ rejection (rollback), acceptance (copy to siblings) and release. See docs/struct
 from stars_plugins.constraints.compiled import ConstraintCompiler
 from stars_plugins.constraints.rows import GrammarRows, RowGrammar
 from stars_plugins.constraints.spec import UNSUPPORTED_KEYWORDS, Constraint, ConstraintKind, GrammarSyntax
-from stars_plugins.constraints.validity import ConstraintChecker, Validity
+from stars_plugins.constraints.validity import ConstraintChecker, Validity, checker_for, compiler_for
 
 __all__ = [
     "UNSUPPORTED_KEYWORDS",
@@ -24,4 +24,6 @@ __all__ = [
     "GrammarSyntax",
     "RowGrammar",
     "Validity",
+    "checker_for",
+    "compiler_for",
 ]

@@ -6,6 +6,8 @@ boundary; a finished response must be a complete match.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from enum import Enum
 from typing import Any
@@ -55,3 +57,25 @@ class ConstraintChecker:
     @staticmethod
     def _state(matcher: Any) -> Validity:
         return Validity.COMPLETE if matcher.is_completed() or matcher.is_terminated() else Validity.PARTIAL
+
+
+_compilers: weakref.WeakKeyDictionary[Any, ConstraintCompiler] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def compiler_for(policy: Any) -> ConstraintCompiler:
+    """The policy's constraint compiler (its own, else one built once for its tokenizer)."""
+    own = getattr(policy, "constraint_compiler", None)
+    if own is not None:
+        return own
+    with _lock:
+        compiler = _compilers.get(policy)
+        if compiler is None:
+            tokenizer = policy.tokenizer
+            compiler = _compilers[policy] = ConstraintCompiler(tokenizer, len(tokenizer), policy.eos_token_ids)
+        return compiler
+
+
+def checker_for(policy: Any, constraint: Constraint) -> ConstraintChecker:
+    """A checker of `constraint` over the policy's vocabulary."""
+    return ConstraintChecker(constraint, compiler_for(policy))

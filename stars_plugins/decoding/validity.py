@@ -13,36 +13,13 @@ resampled; after `max_rejections` such rounds in a row the request fails with a 
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Sequence
-from typing import Any
 
-from stars_plugins.constraints import Constraint, ConstraintChecker, ConstraintCompiler, Validity
+from stars_plugins.constraints import Constraint, ConstraintChecker, Validity, checker_for, compiler_for
 from stars_plugins.decoding.judges import Decision, Items, Judge
 from stars_plugins.decoding.scoring import DecodeContext
 from stars_plugins.decoding.state import Candidate, RequestState
 from stars_plugins.errors import ConstraintError
-
-_compilers: weakref.WeakKeyDictionary[Any, ConstraintCompiler] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
-
-
-def compiler_for(policy: Any) -> ConstraintCompiler:
-    """The policy's constraint compiler (its own, else one built once for its tokenizer)."""
-    own = getattr(policy, "constraint_compiler", None)
-    if own is not None:
-        return own
-    with _lock:
-        compiler = _compilers.get(policy)
-        if compiler is None:
-            tokenizer = policy.tokenizer
-            compiler = _compilers[policy] = ConstraintCompiler(tokenizer, len(tokenizer), policy.eos_token_ids)
-        return compiler
-
-
-def checker_for(policy: Any, constraint: Constraint) -> ConstraintChecker:
-    return ConstraintChecker(constraint, compiler_for(policy))
 
 
 def candidate_validity(checker: ConstraintChecker, prefix: Sequence[int], candidate: Candidate) -> Validity:
