@@ -76,11 +76,15 @@ def test_a_reward_no_group_uses_leaves_no_lock_and_no_reference_behind():
     def per_call(prompts, responses):
         return [0.0] * len(responses)
 
+    def locks_of_per_call():
+        return [k for k in list(_reward_locks.keys()) if k[0] == "callable" and k[1] is alive()]
+
     alive = weakref.ref(per_call)
     view = _RewardOutsidePolicyLock(CallableReward(per_call, name="once"), _PolicyLock())
     assert view.score(["p"], ["r"]) == [0.0]
-    before = len(_reward_locks)
+    assert len(locks_of_per_call()) == 1
     del view, per_call
     gc.collect()
     assert alive() is None  # the lock registry held the function (and its closure) for ever
-    assert len(_reward_locks) == before - 1
+    # (counting every lock instead would also see other tests' rewards collected meanwhile)
+    assert not [k for k in list(_reward_locks.keys()) if k[0] == "callable" and k[1].__name__ == "per_call"]
