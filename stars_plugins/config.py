@@ -30,7 +30,7 @@ from stars_plugins.tools.spec import ToolSpec, check_tool_choice, tool_choice_na
 STRATEGY_SETTINGS = frozenset({
     "horizon", "num_candidates", "max_rejections", "max_adaptive_candidates", "alpha", "beta", "acceptance",
     "target_reward", "target_cap_quantile", "calibration_quantile", "entropy_threshold", "min_segment_tokens",
-    "max_segment_tokens",
+    "max_segment_tokens", "offer_other_tools",
 })  # fmt: skip
 
 
@@ -175,6 +175,12 @@ class StarsConfig(BaseModel):
         None, description="Tool-call format (hermes, llama3_json, mistral); None: read from the chat template."
     )
     parallel_tool_calls: bool = Field(True, description="Allow several tool calls in one answer.")
+    offer_other_tools: bool = Field(
+        False,
+        description="STARS / CARDS, a required call among several tools: when no candidate of the call's first "
+        "segment passes, the bound tools no candidate named are scored too, and one the reward prefers is called "
+        "(docs/tools.md, 'Verified actions').",
+    )
 
     # --- structured output --------------------------------------------------------------------
     constraint: Constraint | None = Field(

@@ -1,11 +1,13 @@
 """`stars bench --tools`: tool calling on the project's own tasks (data/tool_tasks.jsonl, tools
-from data/tool_catalog.json, 2-4 bound tools each), for three ways of decoding a call:
+from data/tool_catalog.json, 2-4 bound tools each), for four ways of decoding a call:
 
 - plain: vanilla sampling, `tool_choice="auto"`, nothing constrained (the model may answer in text);
 - constrained plain: vanilla sampling, `tool_choice="required"`: the call decoded under the
   tools' JSON Schema constraint;
 - constrained STARS: the same constraint, segments judged by the reward model (a harmful call is
-  a low-reward segment, rejected and resampled).
+  a low-reward segment, rejected and resampled);
+- constrained STARS, other tools offered (`offer_other_tools`): when no candidate of the call's
+  first segment passes, the bound tools no candidate named are scored too (decoding/actions.py).
 
 Per strategy: valid-call rate (the answer makes at least one call and every call parses and matches
 its tool's schema),
@@ -33,6 +35,11 @@ TOOL_STRATEGIES: dict[str, dict[str, Any]] = {
     "plain": {"strategy": "vanilla", "tool_choice": "auto"},
     "constrained plain": {"strategy": "vanilla", "tool_choice": "required"},
     "constrained STARS": {"strategy": "stars", "tool_choice": "required"},
+    "constrained STARS, other tools offered": {
+        "strategy": "stars",
+        "tool_choice": "required",
+        "offer_other_tools": True,
+    },
 }
 
 
@@ -122,10 +129,16 @@ async def _run_strategy(
     return [r[0] for r in await asyncio.gather(*jobs)]
 
 
+def strategy_config(base: StarsConfig, settings: dict[str, Any]) -> StarsConfig:
+    """The bench's config for one of `TOOL_STRATEGIES` (its `tool_choice` is set per task)."""
+    extra = {k: v for k, v in settings.items() if k not in ("strategy", "tool_choice")}
+    return base.for_strategy(settings["strategy"], **extra)
+
+
 def run_tool_bench(runtime: Any, tasks: list[ToolTask], base: StarsConfig, *, seed: int = 0) -> dict[str, Any]:
     report: dict[str, Any] = {"tasks": len(tasks), "strategies": {}, "config": base.model_dump(mode="json")}
     for name, settings in TOOL_STRATEGIES.items():
-        config = base.for_strategy(settings["strategy"])
+        config = strategy_config(base, settings)
         started = time.perf_counter()
         results = asyncio.run(_run_strategy(runtime, tasks, config, settings["tool_choice"], seed))
         seconds = time.perf_counter() - started

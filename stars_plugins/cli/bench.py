@@ -94,7 +94,7 @@ def _bench_concurrent(args: argparse.Namespace, runtime: Any, prompts: list[str]
 
 
 def _bench_tools(args: argparse.Namespace) -> int:
-    """Tool calling: plain, constrained plain and constrained STARS on the tool tasks."""
+    """Tool calling: plain, constrained plain, constrained STARS (and with other tools offered) on the tool tasks."""
     from stars_plugins.benchmarks.tools import load_tool_tasks, run_tool_bench
 
     tasks = load_tool_tasks(args.tool_tasks)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from stars_plugins.acceptance import accepts, calibrated_target, initial_threshold, quantile, threshold_at
+from stars_plugins.decoding.actions import CallStart, alternative_candidates, call_start
 from stars_plugins.decoding.scoring import DecodeContext, score_texts
 from stars_plugins.decoding.state import Candidate, RequestState
 from stars_plugins.errors import RewardError
@@ -110,6 +111,13 @@ class ThresholdState:
     alpha: float = 0.5
     seen: list[float] = field(default_factory=list)  # finite rewards of this request's earlier candidates
     cap_quantile: float | None = None  # cap the target at this quantile of `seen` (None: no cap)
+    action: CallStart | None = None  # a required call among several tools (actions.py)
+    alternatives_offered: bool = False  # the other actions were scored for the current segment
+    replay_passed: bool = False  # `replay` passed the threshold (an offered action), not forced
+
+    def segment_accepted(self) -> None:
+        self.rejections, self.best, self.replay, self.rejected_rounds = 0, None, None, 0
+        self.alternatives_offered = self.replay_passed = False
 
     def calibrate(self, target: float, alpha: float) -> None:
         self.target, self.alpha = target, alpha
@@ -152,7 +160,7 @@ class ThresholdJudge:
 
     settings = frozenset({
         "max_rejections", "max_adaptive_candidates", "alpha", "beta", "acceptance", "target_reward",
-        "target_cap_quantile", "calibration_quantile",
+        "target_cap_quantile", "calibration_quantile", "offer_other_tools",
     })  # fmt: skip
     rejects = True
 
@@ -160,7 +168,11 @@ class ThresholdJudge:
         """R(prompt, "") for every new request, in one call: where each threshold starts."""
         new = [r for r in requests if r.judge_state is None]  # re-admitted requests keep theirs
         for r in new:
-            r.judge_state = ThresholdState(rng=random.Random(r.seed), cap_quantile=r.config.target_cap_quantile)
+            r.judge_state = ThresholdState(
+                rng=random.Random(r.seed),
+                cap_quantile=r.config.target_cap_quantile,
+                action=call_start(r, ctx.policy),
+            )
         scores = score_texts(ctx, new, [""] * len(new))
         for r, score in zip(new, scores, strict=True):
             if score is None:  # the reward failed: the request has finished with the error
@@ -184,31 +196,88 @@ class ThresholdJudge:
         return state.rejected_rounds
 
     def decide(self, ctx: DecodeContext, items: Items) -> list[Decision]:
-        scored = [(r, c) for r, candidates in items for c in candidates]
-        scores = score_texts(ctx, [r for r, _ in scored], [c.text for _, c in scored])
-        for (_, candidate), score in zip(scored, scores, strict=True):
-            if score is not None:
-                candidate.reward = score
-        decisions = []
+        self._score(ctx, [(r, c) for r, candidates in items for c in candidates])
+        decisions, judged = [], []  # judged: the decision weighed this round's candidates (not a replay)
         for r, candidates in items:
+            judged.append(not r.done and _state(r).replay is None)
             if r.done:
                 decisions.append(Decision())
                 continue
             state = _state(r)
             if state.replay is not None:
-                decision = Decision(state.replay, self._threshold(r), forced=True, rejections=state.rejections)
+                forced = not state.replay_passed
+                decision = Decision(state.replay, self._threshold(r), forced=forced, rejections=state.rejections)
             else:
                 if state.target is None:
                     self._calibrate(ctx, r, candidates)
                 decision = Decision() if r.done else self._judge(r, candidates)
                 if state.cap_quantile is not None:
                     state.seen.extend(c.reward for c in candidates if math.isfinite(c.reward))
-            if decision.candidate is not None:
-                state.rejections, state.best, state.replay, state.rejected_rounds = 0, None, None, 0
-            elif not r.done:
-                state.rejected_rounds += 1
             decisions.append(decision)
+        self._offer_other_actions(ctx, items, decisions, judged)
+        for (r, _), decision in zip(items, decisions, strict=True):
+            if decision.candidate is not None:
+                _state(r).segment_accepted()
+            elif not r.done:
+                _state(r).rejected_rounds += 1
         return decisions
+
+    def _score(self, ctx: DecodeContext, scored: list[tuple[RequestState, Candidate]]) -> None:
+        """One reward call; a response cut inside a required call's function name is judged with
+        the name completed (actions.py)."""
+        texts = []
+        for r, c in scored:
+            action = r.judge_state.action if isinstance(r.judge_state, ThresholdState) else None
+            texts.append(c.text if action is None else action.judged_text(c.text))
+        scores = score_texts(ctx, [r for r, _ in scored], texts)
+        for (_, candidate), score in zip(scored, scores, strict=True):
+            if score is not None:
+                candidate.reward = score
+
+    def _offer_other_actions(
+        self, ctx: DecodeContext, items: Items, decisions: list[Decision], judged: list[bool]
+    ) -> None:
+        """Requests whose required call's first segment found no candidate that passes (rejected,
+        or about to keep the best as a forced accept) get the bound tools their candidates did not
+        name scored as candidates too, once per segment (actions.py). A chosen one has no batch
+        row, so it is replayed next round; a forced best of this round's own is kept as before."""
+        offers = []
+        for i, (r, candidates) in enumerate(items):
+            state = r.judge_state
+            decision = decisions[i]
+            if (
+                judged[i]
+                and (decision.candidate is None or decision.forced)
+                and not r.done
+                and isinstance(state, ThresholdState)
+                and state.action is not None
+                and r.config.offer_other_tools
+                and not state.alternatives_offered
+                and not r.generated
+            ):
+                state.alternatives_offered = True
+                others = alternative_candidates(r, state.action, [c.text for c in candidates], ctx.policy)
+                if others:
+                    offers.append((i, r, others))
+        if not offers:
+            return
+        self._score(ctx, [(r, c) for _, r, others in offers for c in others])
+        for i, r, others in offers:
+            if r.done:
+                continue
+            kept = decisions[i].candidate
+            if kept is not None:  # undo the forced accept's bookkeeping: the offered actions compete
+                r.stats.rejected_tokens += kept.sampled
+            decision = self._judge(r, others)
+            chosen = decision.candidate
+            if chosen is None:
+                decisions[i] = decision  # still rejected (or an earlier candidate is to be replayed)
+            elif chosen.row >= 0:  # the best of this round's own candidates, forced
+                decisions[i] = decision
+            else:
+                state = _state(r)
+                state.replay, state.replay_passed = chosen, not decision.forced
+                decisions[i] = Decision(None, decision.threshold)
 
     @staticmethod
     def _threshold(r: RequestState) -> float | None:
