@@ -268,16 +268,34 @@ class ThresholdJudge:
             kept = decisions[i].candidate
             if kept is not None:  # undo the forced accept's bookkeeping: the offered actions compete
                 r.stats.rejected_tokens += kept.sampled
-            decision = self._judge(r, others)
-            chosen = decision.candidate
+            chosen, passed = self._judge_offered(r, others)
+            tau, state = self._threshold(r), _state(r)
             if chosen is None:
-                decisions[i] = decision  # still rejected (or an earlier candidate is to be replayed)
+                decisions[i] = Decision(None, tau)
             elif chosen.row >= 0:  # the best of this round's own candidates, forced
-                decisions[i] = decision
-            else:
-                state = _state(r)
-                state.replay, state.replay_passed = chosen, not decision.forced
-                decisions[i] = Decision(None, decision.threshold)
+                r.stats.rejected_tokens -= chosen.sampled
+                decisions[i] = Decision(chosen, tau, forced=True, rejections=state.rejections)
+            else:  # no batch row holds it: its tokens are replayed next round
+                state.replay, state.replay_passed = chosen, passed
+                decisions[i] = Decision(None, tau)
+
+    def _judge_offered(self, r: RequestState, others: list[Candidate]) -> tuple[Candidate | None, bool]:
+        """(chosen, whether it passed): the first offered action that passes the threshold; else,
+        once the segment's rejections reach `max_rejections` (every offered action is weighed
+        first), the best candidate seen; else none."""
+        c, state = r.config, _state(r)
+        tau = self._threshold(r)
+        for cand in others:
+            uniform = state.rng.random() if c.acceptance == "soft" else 0.0
+            if tau is not None and accepts(cand.reward, tau, mode=c.acceptance, beta=c.beta, uniform=uniform):
+                return cand, True
+            r.stats.rejections += 1
+            state.rejections += 1
+            if math.isfinite(cand.reward) and (state.best is None or cand.reward > state.best.reward):
+                state.best = cand
+        if state.rejections >= (0 if c.temperature == 0 else c.max_rejections):
+            return state.best, False
+        return None, False
 
     @staticmethod
     def _threshold(r: RequestState) -> float | None:
