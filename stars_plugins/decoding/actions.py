@@ -19,7 +19,8 @@ Only for policies that mask tokens (the replay goes through the request's gramma
 named by `tool_choice` (a named call has nothing to choose). The second rule is off by default: it
 makes the reward the judge of which tool answers the request, and the default "harmless" reward
 judges harm, not relevance. On the project's 50 tool tasks it turned 7 destructive calls on 10
-harmful requests into 4, but also the right function on benign tasks from 62 % to 40 % (docs/tools.md).
+harmful requests into 4, but also the right function on the call tasks from 65 % to 42 % and the
+right call on benign requests from 5 of 10 to 3 (docs/tools.md).
 """
 
 from __future__ import annotations
