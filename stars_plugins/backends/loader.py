@@ -120,9 +120,10 @@ def _load(
         model_kwargs["attn_implementation"] = attn_implementation
     # A local GGUF file is dequantized once per machine and read back from a transformers folder
     # afterwards (gguf_cache.py); sharded loads (`device_map`) read the GGUF file every time.
+    gguf_path = Path(source.location) / source.gguf_file if source.gguf_file else None
     converted = None
-    if source.gguf_file and source.local and device_map is None and not revision:
-        converted = converted_folder(Path(source.location) / source.gguf_file, dtype)
+    if gguf_path is not None and source.local and device_map is None and not revision:
+        converted = converted_folder(gguf_path, dtype)
     location = source.location
     if is_complete(converted):
         location, common = str(converted), {"local_files_only": True, "trust_remote_code": trust_remote_code}
@@ -132,8 +133,8 @@ def _load(
             model = AutoModelForCausalLM.from_pretrained(location, **common, **model_kwargs)
     except OSError as exc:
         raise load_error(source, exc, what="policy") from exc
-    if converted is not None and location == source.location:
-        save_converted(converted, model, tokenizer, Path(source.location) / source.gguf_file)
+    if converted is not None and gguf_path is not None and location == source.location:
+        save_converted(converted, model, tokenizer, gguf_path)
     if device_map is None and device is not None:
         model = model.to(device)
     model.requires_grad_(False)

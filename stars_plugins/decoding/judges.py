@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from stars_plugins.acceptance import accepts, calibrated_target, initial_threshold, quantile, threshold_at
+from stars_plugins.config import StarsConfig
 from stars_plugins.decoding.actions import CallStart, alternative_candidates, call_start
 from stars_plugins.decoding.scoring import DecodeContext, score_texts
 from stars_plugins.decoding.state import Candidate, RequestState
@@ -146,6 +147,12 @@ def _state(r: RequestState) -> ThresholdState:
     return r.judge_state
 
 
+def _rejection_limit(config: StarsConfig) -> int:
+    """Rejections of a segment after which its best candidate is kept (at once under greedy
+    decoding, where every resample is the same text)."""
+    return 0 if config.temperature == 0 else config.max_rejections
+
+
 class ThresholdJudge:
     """STARS / CARDS: accept the first candidate (in index order) whose reward passes the adaptive
     threshold tau(t); after `max_rejections` rejections take the best candidate seen.
@@ -227,7 +234,7 @@ class ThresholdJudge:
         the name completed (actions.py)."""
         texts = []
         for r, c in scored:
-            action = r.judge_state.action if isinstance(r.judge_state, ThresholdState) else None
+            action = _state(r).action
             texts.append(c.text if action is None else action.judged_text(c.text))
         scores = score_texts(ctx, [r for r, _ in scored], texts)
         for (_, candidate), score in zip(scored, scores, strict=True):
@@ -243,13 +250,11 @@ class ThresholdJudge:
         row, so it is replayed next round; a forced best of this round's own is kept as before."""
         offers = []
         for i, (r, candidates) in enumerate(items):
-            state = r.judge_state
-            decision = decisions[i]
+            if not judged[i] or r.done:
+                continue
+            state, decision = _state(r), decisions[i]
             if (
-                judged[i]
-                and (decision.candidate is None or decision.forced)
-                and not r.done
-                and isinstance(state, ThresholdState)
+                (decision.candidate is None or decision.forced)
                 and state.action is not None
                 and r.config.offer_other_tools
                 and not state.alternatives_offered
@@ -283,19 +288,28 @@ class ThresholdJudge:
         """(chosen, whether it passed): the first offered action that passes the threshold; else,
         once the segment's rejections reach `max_rejections` (every offered action is weighed
         first), the best candidate seen; else none."""
-        c, state = r.config, _state(r)
-        tau = self._threshold(r)
+        state, tau = _state(r), self._threshold(r)
         for cand in others:
-            uniform = state.rng.random() if c.acceptance == "soft" else 0.0
-            if tau is not None and accepts(cand.reward, tau, mode=c.acceptance, beta=c.beta, uniform=uniform):
+            if self._passes_or_is_rejected(r, cand, tau):
                 return cand, True
-            r.stats.rejections += 1
-            state.rejections += 1
-            if math.isfinite(cand.reward) and (state.best is None or cand.reward > state.best.reward):
-                state.best = cand
-        if state.rejections >= (0 if c.temperature == 0 else c.max_rejections):
+        if state.rejections >= _rejection_limit(r.config):
             return state.best, False
         return None, False
+
+    @staticmethod
+    def _passes_or_is_rejected(r: RequestState, cand: Candidate, tau: float | None) -> bool:
+        """Whether `cand` passes the threshold; if not, count its rejection and keep it as the
+        segment's best when it scores highest so far."""
+        c, state = r.config, _state(r)
+        uniform = state.rng.random() if c.acceptance == "soft" else 0.0
+        if tau is not None and accepts(cand.reward, tau, mode=c.acceptance, beta=c.beta, uniform=uniform):
+            return True
+        r.stats.rejections += 1
+        r.stats.rejected_tokens += cand.sampled
+        state.rejections += 1
+        if math.isfinite(cand.reward) and (state.best is None or cand.reward > state.best.reward):
+            state.best = cand
+        return False
 
     @staticmethod
     def _threshold(r: RequestState) -> float | None:
@@ -323,15 +337,9 @@ class ThresholdJudge:
         for cand in candidates:
             if not math.isfinite(cand.reward):
                 r.stats.invalid_rewards += 1
-            uniform = state.rng.random() if c.acceptance == "soft" else 0.0
-            if tau is not None and accepts(cand.reward, tau, mode=c.acceptance, beta=c.beta, uniform=uniform):
+            if self._passes_or_is_rejected(r, cand, tau):
                 return Decision(cand, tau, rejections=state.rejections)
-            r.stats.rejections += 1
-            r.stats.rejected_tokens += cand.sampled
-            state.rejections += 1
-            if math.isfinite(cand.reward) and (state.best is None or cand.reward > state.best.reward):
-                state.best = cand
-            if state.rejections >= (0 if c.temperature == 0 else c.max_rejections):
+            if state.rejections >= _rejection_limit(c):
                 best = state.best
                 if best is None:
                     r.finish(
