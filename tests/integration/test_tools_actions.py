@@ -7,25 +7,9 @@ from __future__ import annotations
 
 from stars_plugins.calls import prepare_call
 from stars_plugins.rewards.base import CallableReward
+from tests.helpers.tools import GET_WEATHER, string_tool
 
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Get the current weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "get_time",
-            "description": "Get the local time in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    },
-]
+TOOLS = [GET_WEATHER, string_tool("get_time", "Get the local time in a city", "city")]
 ASK = "What is the weather in Paris?"
 SETTINGS = {"max_new_tokens": 40, "horizon": 8, "seed": 3, "tools": TOOLS, "tool_choice": "required"}
 STARS = {"strategy": "stars", "num_candidates": 2, "max_rejections": 2, "target_reward": 0.5, "acceptance": "hard"}

@@ -9,29 +9,9 @@ import pytest
 from stars_plugins.calls import prepare_call
 from stars_plugins.errors import PromptError
 from stars_plugins.tools import ToolCall
+from tests.helpers.tools import GET_WEATHER, string_tool
 
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Get the current weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "send_email",
-            "description": "Send an email",
-            "parameters": {
-                "type": "object",
-                "properties": {"to": {"type": "string"}, "body": {"type": "string"}},
-                "required": ["to", "body"],
-            },
-        },
-    },
-]
+TOOLS = [GET_WEATHER, string_tool("send_email", "Send an email", "to", "body")]
 SMALL = {"max_new_tokens": 40, "horizon": 8, "seed": 3, "strategy": "vanilla"}
 
 

@@ -13,26 +13,10 @@ pytestmark = pytest.mark.slow
 
 openai = pytest.importorskip("openai")
 
+from tests.helpers.tools import GET_WEATHER, string_tool  # noqa: E402
 from tests.integration.test_server_live import KEY, start_serve  # noqa: E402
 
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Get the current weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "delete_files",
-            "description": "Delete every file in a folder",
-            "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
-        },
-    },
-]
+TOOLS = [GET_WEATHER, string_tool("delete_files", "Delete every file in a folder", "path")]
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 PLAIN = {"stars": {"strategy": "vanilla", "horizon": 8}}
 
