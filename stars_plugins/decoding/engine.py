@@ -185,6 +185,8 @@ class SharedBatch:
         self.clock = 0  # decode steps run so far
         self.advance_seconds = 0.0  # how long the last advance took (for the waiting rule)
         self.evicted_events: list[Event] = []  # events of verdicts applied while evicting
+        self.step_events: list[Event] = []  # of the heartbeat in progress (see `step`)
+        self.members: dict[int, RequestState] = {}  # admitted requests whose end is not reported yet
         self.filters: dict[type, ConstraintFilter] = {}  # validity judges (policies that cannot mask)
 
     # ------------------------------------------------------------------ group protocol
@@ -245,13 +247,19 @@ class SharedBatch:
             self.batch.merge(fresh)
         self.owners.extend(j for j in new for _ in range(j.request.rows))
         self.jobs.extend(new)
+        for r in (j.parent.request if j.parent else j.request for j in new):
+            self.members[id(r)] = r
         self._start([j for j in new if j.parent is None])
         return events
 
     def step(self) -> list[Event]:
         """One heartbeat: apply the verdicts that came back, begin the next segments, advance the
-        rows that are in a segment, and send the completed ones to their reward models."""
-        events = self._cancel()
+        rows that are in a segment, and send the completed ones to their reward models.
+
+        Events are gathered in `step_events` as they happen, so that if the heartbeat fails half
+        way, `fail_all` / `evict` still deliver what it had already decided (a request that finished
+        in it has left `jobs` and would otherwise never hear of its end)."""
+        events = self.step_events = self._cancel()
         self._wait_for_verdicts()
         events += self._collect()
         events += self._relayout()
@@ -276,27 +284,41 @@ class SharedBatch:
         events += self._relayout()
         if self.empty:
             self.close()
+        self.step_events = []
+        for event in events:
+            if isinstance(event, FinishEvent):
+                self.members.pop(id(event.request), None)
         return events
 
     def evict(self) -> list[RequestState]:
         """Empty the batch, keeping every request's accepted state (to re-admit it elsewhere):
         outstanding verdicts are applied first (their events wait in `evicted_events`)."""
         self._drain()
-        self.evicted_events = self._settle_without_batch()
+        events = self._taken_step_events() + self._settle_without_batch()
         requests = [r for r in self.requests if not r.done]
+        self.evicted_events = events + [FinishEvent(r, r.result()) for r in self._untold(events) if r.done]
         self._release(self.requests)
         self._clear()
         return requests
 
     def fail_all(self, error: BaseException) -> list[Event]:
-        events: list[Event] = []
-        for r in self.requests:
+        events = self._taken_step_events()
+        for r in self._untold(events):
             if not r.done:
                 r.finish("error", error)
-                events.append(FinishEvent(r, r.result()))
+            events.append(FinishEvent(r, r.result()))
         self._release(self.requests)
         self._clear()
         return events
+
+    def _taken_step_events(self) -> list[Event]:
+        events, self.step_events = self.step_events, []
+        return events
+
+    def _untold(self, events: Sequence[Event]) -> list[RequestState]:
+        """Admitted requests whose end neither an earlier heartbeat nor `events` reported."""
+        told = {id(e.request) for e in events if isinstance(e, FinishEvent)}
+        return [r for key, r in self.members.items() if key not in told]
 
     def close(self) -> None:
         if self.batch is not None:
@@ -618,6 +640,7 @@ class SharedBatch:
     def _clear(self) -> None:
         self.close()
         self.owners, self.jobs, self.parents, self.pending = [], [], [], []
+        self.members = {}
 
 
 def _inner(judge: Any) -> Any:
