@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         return run_structured_command(args, runtime_from_args(args), base)
     if args.tools:
         return _bench_tools(args)
+    if args.decode_step:
+        return _bench_decode_step(args)
 
     if args.overhead or args.reward_cache:
         from stars_plugins.benchmarks.speed import run_speed_bench
@@ -140,6 +142,20 @@ def _bench_mixed(args: argparse.Namespace, runtime: Any, prompts: list[str], bas
     return 0
 
 
+def _bench_decode_step(args: argparse.Namespace) -> int:
+    from stars_plugins.benchmarks.decode_step import decode_step_table, run_decode_step
+
+    runtime = runtime_from_args(args)
+    sizes = int_list(args.batch_sizes, "--batch-sizes") if args.batch_sizes else [4, 16, 48]
+    report = run_decode_step(runtime.policy, rows=sizes, progress=(lambda _: None) if args.no_progress else print)
+    print(decode_step_table(report))
+    output = Path(args.output).with_name("decode_step.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {output}")
+    return 0
+
+
 def _spread(tasks: list[Any], limit: int) -> list[Any]:
     """`limit` tasks taken evenly across the file (call tasks and safety tasks both kept)."""
     if limit >= len(tasks):
@@ -206,6 +222,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="engine overhead: STARS vs transformers generate on a tiny Llama from a config, "
         "top_k in {0,40} x top_p in {1,0.9} (batch sizes default to 32,64)",
+    )
+    p.add_argument(
+        "--decode-step",
+        action="store_true",
+        help="one decode step of the policy's batch by rows (--batch-sizes, default 4,16,48) and cached "
+        "columns, KV cache appended in place vs transformers' concatenating cache",
     )
     p.add_argument(
         "--reward-cache",

@@ -171,3 +171,22 @@ def test_n_candidates_take_the_first_accepted_in_index_order(tiny_model_dirs):
             accepted_prefixes.add(odd[0])
     texts_so_far = ["".join(s.text for s in result.segments[: i + 1]) for i in range(len(result.segments))]
     assert texts_so_far and set(texts_so_far) <= accepted_prefixes
+
+
+def test_the_batch_cache_appends_decode_steps_in_place(runtime):
+    """The embedded policy's cache layers are `GrowingLayer`s: a decode step writes into spare columns
+    (no copy of the cache), and the tokens are those of `generate` (the tests above)."""
+    from stars_plugins.backends.hf.kv_cache import GrowingLayer
+    from stars_plugins.backends.sampling import RowSampling
+
+    policy = runtime.policy
+    prompt = policy.prepare(PROMPTS[:1], StarsConfig())[0].token_ids
+    batch = policy.open_batch([prompt], [2], [RowSampling(1.0, 1, 1.0, seed=0, stream=i) for i in range(2)])
+    layers = batch.cache.layers
+    assert layers and all(type(layer) is GrowingLayer for layer in layers)
+    batch.begin([0, 1], [4, 4])
+    batch.advance(1)  # the first step grows the prefill's exact-size buffers once
+    storage = layers[0].keys.untyped_storage().data_ptr()
+    batch.advance(3)
+    assert layers[0].keys.untyped_storage().data_ptr() == storage
+    assert layers[0].get_seq_length() == len(prompt) + 4

@@ -5,7 +5,8 @@ Layout: prompts are left-padded and prefilled once with position ids
 `cumsum(mask) - 1`. Every decode step appends one column to the cache for all rows; a row that has
 nothing to say in this step (its segment ended, it hit EOS) writes a column with attention mask 0.
 Each row's next position id is `mask.sum() - 1`, so masked columns ("holes") are invisible to the
-model: they cost memory, never recomputation.
+model: they cost memory, never recomputation. The cache's full-attention layers are `GrowingLayer`s
+(`kv_cache.py`): a step writes its column into spare capacity instead of copying the whole cache.
 
 - Rejecting a segment masks its columns in that row and restores the logits saved at the segment's
   start; nothing before it is re-encoded.
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from stars_plugins.backends.hf.kv_cache import GrowingLayer, grow_in_place
 from stars_plugins.backends.protocol import BoundaryRule, RoundOutput, SegmentDone
 from stars_plugins.backends.sampling import BatchSampler, RowSampling
 
@@ -89,7 +91,7 @@ class LockstepBatch:
         if self.policy.supports_logits_to_keep:
             kwargs["logits_to_keep"] = 1
         out = self.model(input_ids=ids, **kwargs)
-        self.cache = _returned_cache(out)
+        self.cache = grow_in_place(_returned_cache(out))
         self.mask = mask
         self.logits = out.logits[:, -1, :].float()
         self.start_logits = torch.zeros_like(self.logits)
@@ -310,7 +312,7 @@ class LockstepBatch:
         from transformers.cache_utils import DynamicLayer
 
         layers = getattr(self.cache, "layers", None)
-        return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+        return bool(layers) and all(type(layer) in (DynamicLayer, GrowingLayer) for layer in layers)
 
     def mergeable(self) -> bool:
         return self.cache is None or self._compactable()
