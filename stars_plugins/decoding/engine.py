@@ -104,7 +104,7 @@ class _Job:
     origin: Origin
     judge: Judge  # decides its segments: the decoder's judge, or a `ConstraintFilter` around it
     parent: _Parent | None = None  # set for a best-of-N sample
-    phase: str = "ready"  # starting | ready | decoding | complete (all rows done) | parked (being judged)
+    phase: str = "ready"  # ready | decoding | complete (all rows done) | parked (being judged)
     budget: int = 0  # of the current segment
     begun: int = 0  # the engine clock when it began
     forced: bool = False  # the current segment replays tokens
@@ -364,13 +364,15 @@ class SharedBatch:
         self.pending.append(_Pending(future, kind, list(jobs), list(parents), list(items)))
 
     def _start(self, jobs: list[_Job]) -> None:
-        """Judges set up new requests (STARS scores R(prompt, "")) on the reward's worker."""
+        """Judges set up new requests (STARS scores R(prompt, "")) on the reward's worker.
+
+        The rows do not wait for it: decoding needs nothing from the judge, and the reward's worker
+        runs its calls in order, so this call is done before the request's first verdict is asked.
+        A request's first segment thus decodes while its prompt is being scored."""
         for group in _grouped(jobs, lambda j: (j.origin.reward_key, _judge_kind(j.judge))).values():
             judge, ctx = group[0].judge, group[0].origin.ctx
             if type(_inner(judge)).start is NoJudge.start:
                 continue
-            for j in group:
-                j.phase = "starting"
             requests = [j.request for j in group]
             self._send(group[0].origin, "start", lambda judge=judge, ctx=ctx, rs=requests: judge.start(ctx, rs), group)
 
@@ -401,7 +403,7 @@ class SharedBatch:
     def _wait_for_verdicts(self) -> None:
         """Wait for pending verdicts while that costs less than parking their rows for another
         heartbeat: up to (parked rows / all rows) x the time of one advance."""
-        waiting = [p for p in self.pending if p.kind in ("decide", "start") and not p.future.done()]
+        waiting = [p for p in self.pending if p.kind == "decide" and not p.future.done()]
         if not waiting or not self.owners:
             return
         parked = sum(len(self._rows_of(j)) for p in waiting for j in p.jobs)
@@ -427,11 +429,9 @@ class SharedBatch:
                 for r in [j.request for j in p.jobs] + [q.request for q in p.parents]:
                     if not r.done:
                         r.finish("error", error)
-                for j in p.jobs:
-                    j.phase = "ready"
-            elif p.kind == "start":
-                for j in p.jobs:
-                    j.phase = "ready"
+                if p.kind == "decide":  # parked rows go free; a failed start's rows are dropped as done
+                    for j in p.jobs:
+                        j.phase = "ready"
             elif p.kind == "decide":
                 for j, (_, candidates), decision in zip(p.jobs, p.items, p.future.result(), strict=True):
                     j.verdict = (candidates, decision)
@@ -583,7 +583,7 @@ class SharedBatch:
                             events.append(SegmentEvent(r, segment))
                         wanted = [rows[winner]] * count
                     r.rows = count
-            if r.done and j.phase not in ("starting", "parked"):
+            if r.done and j.phase != "parked":
                 finished.append(j)
                 continue
             source.extend(wanted)

@@ -193,7 +193,8 @@ class ThresholdJudge:
                 state.calibrate(target, r.config.alpha)
 
     def forced_tokens(self, request: RequestState) -> list[int] | None:
-        replay = _state(request).replay
+        state = request.judge_state  # None until `start` has run (the first segment need not wait for it)
+        replay = state.replay if isinstance(state, ThresholdState) else None
         return None if replay is None else replay.token_ids
 
     def rejected_rounds(self, request: RequestState) -> int:
