@@ -89,9 +89,7 @@ class GrowingLayer(DynamicLayer):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         new = key_states.shape[-2]
-        if self._key_buffer is None or self._key_buffer.shape[0] != key_states.shape[0]:
-            self._reserve(key_states, value_states, new)
-        elif self._length + new > self.capacity:
+        if self._length + new > self.capacity:  # no buffer yet: capacity 0
             self._reserve(key_states, value_states, self._length + new)
         start = self._length
         self._length = self._value_length = start + new
@@ -106,11 +104,9 @@ class GrowingLayer(DynamicLayer):
         old_keys, old_values = self.keys, self.values
         keys = key_states.new_empty((*key_states.shape[:2], capacity, key_states.shape[-1]))
         values = value_states.new_empty((*value_states.shape[:2], capacity, value_states.shape[-1]))
-        if old_keys is not None and old_values is not None and old_keys.shape[0] == key_states.shape[0]:
+        if old_keys is not None and old_values is not None:
             keys[:, :, : self._length].copy_(old_keys)
             values[:, :, : self._length].copy_(old_values)
-        else:
-            self._length = self._value_length = 0
         self._key_buffer, self._value_buffer = keys, values
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
