@@ -1,7 +1,8 @@
 """`stars bench --decode-step`: what one decode step of the policy's lockstep batch costs, by rows and
 cached columns, with the cache appended in place (`backends/hf/kv_cache.py`, the default) and with
 transformers' `DynamicLayer`, which copies the whole cache every step. The two run alternately in
-one process on the same batch shapes, so the ratio is read side by side."""
+one process on the same batch shapes, so the ratio is read side by side. The concatenating runs
+swap `batch.grow_in_place` out for their duration: run this bench alone in its process."""
 
 from __future__ import annotations
 
